@@ -185,6 +185,6 @@ def _syntax_problem(path: Path, error: str) -> ConfigProblem:
         return ConfigProblem(str(path), line, f"invalid TOML: {match['msg']}", column)
     end = _AT_END.match(error)
     if end:
-        lines = path.read_text(encoding="utf-8", errors="replace").count("\n") + 1
+        lines = path.read_text(encoding="utf-8", errors="replace").rstrip("\n").count("\n") + 1
         return ConfigProblem(str(path), lines, f"invalid TOML: {end['msg']} at end of file")
     return ConfigProblem(str(path), None, f"invalid TOML: {error}")
