@@ -12,7 +12,7 @@ from monitor.records import Document, RuleMatch
 
 def build_matcher(watchlist: WatchList) -> Matcher:
     """The compiled matcher for a checked watch list."""
-    return Matcher(watchlist.groups, watchlist.rules)
+    return Matcher(watchlist.groups, watchlist.rules, entity_ids=watchlist.entities.keys())
 
 
 @dataclass(frozen=True)

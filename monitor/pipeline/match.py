@@ -10,7 +10,7 @@ The cost of an item is one automaton pass per field plus work per hit, whatever 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -75,8 +75,18 @@ def _key(words: list[tuple[str, bool]]) -> tuple[str, bool, tuple[tuple[str, boo
 class Matcher:
     """A compiled watch list. Build once per config; `match` is safe to call from any thread."""
 
-    def __init__(self, groups: Mapping[str, Sequence[str]], rules: Sequence[RuleSpec]) -> None:
-        """`groups` maps each entity and term-group id to its names or words; `rules` in config order."""
+    def __init__(
+        self,
+        groups: Mapping[str, Sequence[str]],
+        rules: Sequence[RuleSpec],
+        entity_ids: Collection[str] | None = None,
+    ) -> None:
+        """`groups` maps entity and term-group ids to names or words; `rules` in config order.
+
+        `entity_ids` says which groups are entities (default: all), which only guides rule indexing.
+        """
+        if entity_ids is None:
+            entity_ids = groups.keys()
         self.rules = tuple(rules)
         self._slot_refs: list[str | None] = []
         slots: dict[tuple[str | None, str], int] = {}
@@ -102,8 +112,21 @@ class Matcher:
             for name in names:
                 self._group_slots[gid] = add(gid, name)
         self._compiled = [(rule, _compile(rule.query, self._group_slots, add)) for rule in self.rules]
-        # A rule whose query holds with no hit at all (`NOT x`) must be tried on every item.
-        self._always = [_evaluate(tree, {}, None) is not None for _, tree in self._compiled]
+        # A rule is tried only on items that have a hit in one of its trigger sets: slots without which it
+        # cannot hold. Entity names are rarer in text than term-group words ("talks", "shelling"), so a rule
+        # is filed under its entities when it can be; a rule that can hold with no hit at all (`NOT x`) is
+        # tried on every item.
+        terms = {slot for slot, ref in enumerate(self._slot_refs) if ref is not None and ref not in entity_ids}
+        self._always: list[int] = []
+        self._rules_of_slot: dict[int, list[int]] = {}
+        for index, (_, tree) in enumerate(self._compiled):
+            triggers = _triggers(tree)
+            if not triggers:
+                self._always.append(index)
+                continue
+            chosen = min(triggers, key=lambda t: (bool(t & terms), len(t)))
+            for slot in chosen:
+                self._rules_of_slot.setdefault(slot, []).append(index)
         self._automaton = ahocorasick.Automaton()
         for key, patterns in entries.items():
             self._automaton.add_word(key, tuple(patterns))
@@ -113,12 +136,16 @@ class Matcher:
 
     def match(self, document: Document) -> tuple[RuleMatch, ...]:
         """Every rule that fires on `document`, in config order, with the hits that made it fire."""
-        texts = [FoldedText(document.field(name)) for name in FIELDS]
+        texts = [FoldedText(document.title), FoldedText(document.summary), FoldedText(document.content)]
         hits = self._find(texts)
+        if not hits and not self._always:
+            return ()
+        candidates = set(self._always)
+        for slot in hits:
+            candidates.update(self._rules_of_slot.get(slot, ()))
         found: list[RuleMatch] = []
-        for (rule, tree), always in zip(self._compiled, self._always, strict=True):
-            if not hits and not always:
-                continue
+        for index in sorted(candidates):
+            rule, tree = self._compiled[index]
             result = _evaluate(tree, hits, texts)
             if result is not None:
                 found.append(RuleMatch(rule.id, rule.priority, self._report(result, texts)))
@@ -192,6 +219,24 @@ def _compile(node: Node, groups: Mapping[str, int], add: Callable[[str | None, s
     if isinstance(node, Title):
         return Title(_compile(node.part, groups, add))  # type: ignore[arg-type]
     return Near(_compile(node.left, groups, add), _compile(node.right, groups, add), node.distance)  # type: ignore[arg-type]
+
+
+def _triggers(tree: object) -> list[frozenset[int]]:
+    """Sets of slots such that `tree` cannot hold unless every set has a slot with hits; [] if none needed."""
+    if isinstance(tree, _Leaf):
+        return [frozenset({tree.slot})]
+    if isinstance(tree, And):
+        return [t for part in tree.parts for t in _triggers(part)]
+    if isinstance(tree, Or):
+        alternatives = [_triggers(part) for part in tree.parts]
+        if not all(alternatives):
+            return []
+        return [frozenset().union(*(min(a, key=len) for a in alternatives))]
+    if isinstance(tree, Title):
+        return _triggers(tree.part)
+    if isinstance(tree, Near):
+        return _triggers(tree.left) + _triggers(tree.right)
+    return []  # NOT holds without any hit
 
 
 def _evaluate(tree: object, hits: Mapping[int, list[_Hit]], texts: list[FoldedText] | None) -> list[_Hit] | None:
