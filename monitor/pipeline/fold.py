@@ -4,8 +4,9 @@
 
 - case-insensitive (`str.casefold`, so `ß` = `ss` and Greek final sigma = sigma);
 - diacritic-insensitive in any script: compatibility decomposition, then combining accents are dropped
-  (Latin, Greek, Cyrillic, Armenian, Hebrew and Arabic marks; Japanese voicing marks are kept, they make
-  different words);
+  (Latin, Greek, Cyrillic, Armenian, Hebrew and Arabic marks, Japanese voicing marks), so text in
+  decomposed form matches names in composed form; invisible format characters (soft hyphen, zero-width
+  joiners) vanish;
 - Latin letters that do not decompose are folded the way Lucene's ASCIIFoldingFilter folds them
   (`ə` → `e`, `ı` → `i`, `ø` → `o`, `ł` → `l`, `æ` → `ae`, ...);
 - every character that is not a letter, mark or digit separates words, so `Nagorno–Karabakh` and
@@ -47,7 +48,7 @@ _LATIN_EXTRA: dict[str, str] = {
 _ACCENT_RANGES = (
     (0x0300, 0x036F), (0x0483, 0x0489), (0x0591, 0x05C7), (0x0610, 0x061A), (0x064B, 0x065F),
     (0x0670, 0x0670), (0x06D6, 0x06ED), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF),
-    (0xFE20, 0xFE2F),
+    (0xFE20, 0xFE2F), (0x3099, 0x309A), (0xFF9E, 0xFF9F),  # the last two: Japanese voicing marks
 )  # fmt: skip
 
 # Scripts written without spaces between words: each character is a word of its own.
@@ -83,19 +84,21 @@ def _is_word_char(char: str) -> bool:
 
 def _fold_char(char: str) -> str:
     """Folded form of one character: lower case, no accents, Latin as ASCII, separators as one space."""
+    if unicodedata.category(char) == "Cf":
+        return ""  # soft hyphen, zero-width joiners, direction marks: invisible inside a word
     if not _is_word_char(char):
         return " "
     out: list[str] = []
-    for lowered in char.casefold():
-        lowered = _LATIN_EXTRA.get(lowered, lowered)
-        for part in unicodedata.normalize("NFKD", lowered):
-            if _in_ranges(ord(part), _ACCENT_RANGES):
-                continue
-            part = _LATIN_EXTRA.get(part, part)
-            out.append(part if all(_is_word_char(c) for c in part) else " ")
+    # Case-fold on both sides of the decomposition: `ᴬ` and mathematical capitals only decompose to a
+    # cased letter.
+    for part in unicodedata.normalize("NFKD", _LATIN_EXTRA.get(char.casefold(), char.casefold())).casefold():
+        if _in_ranges(ord(part), _ACCENT_RANGES) or unicodedata.category(part) == "Cf":
+            continue
+        part = _LATIN_EXTRA.get(part, part)
+        out.append(part if _is_word_char(part) else " ")
     folded = unicodedata.normalize("NFC", "".join(out))
-    if is_nospace(char):
-        return f" {folded} "
+    if folded and is_nospace(char):
+        return f" {' '.join(folded)} "
     return folded
 
 

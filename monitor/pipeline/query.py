@@ -109,7 +109,7 @@ def _tokens(query: str) -> Iterator[_Token]:
             i = stop
             if word in ("AND", "OR", "NOT"):
                 yield _Token(word, word, column)
-            elif word.startswith("NEAR"):
+            elif word == "NEAR" or word.startswith("NEAR/"):
                 near = _NEAR.fullmatch(word)
                 if near is None:
                     raise QuerySyntaxError(f"{word!r}: write NEAR/n, n being the most words apart", column)

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 # A tag opener (`<p`, `</b`, `<!--`, `<?xml`) or a character reference; `a < b` and `AT&T` are plain text.
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _SPACE = re.compile(r"\s+")
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 
 # Elements whose content is never text a reader sees.
 _HIDDEN = frozenset({"script", "style", "template", "noscript", "head", "title", "svg", "math", "iframe"})
@@ -65,7 +66,8 @@ class _Extractor(HTMLParser):
 def html_to_text(html: str) -> str:
     """The visible text of an HTML fragment, whitespace collapsed and trimmed."""
     extractor = _Extractor()
-    extractor.feed(html)
+    # A comment left open runs to the end, as in a browser; the stdlib parser would show it as text.
+    extractor.feed(_COMMENT.sub("", html))
     extractor.close()
     return _SPACE.sub(" ", "".join(extractor.parts)).strip()
 
