@@ -67,6 +67,7 @@ def check_hits(document: Document, matches: tuple[RuleMatch, ...]) -> None:
 @given(st.text() | names)
 @example("𝐀𝐑𝐌𝐄𝐍𝐈𝐀")  # mathematical bold capitals, as in styled social-media posts
 @example("ᴬ")  # modifier letter capital A
+@example("ǣ")  # æ with macron: æ folds to two letters
 @example("กำลัง")  # Thai SARA AM decomposes into two characters of a script without spaces
 def test_folding_is_idempotent(text: str) -> None:
     folded = fold_words(text)
@@ -193,6 +194,7 @@ def check_document(document: Document) -> None:
 
 @PROPERTY
 @given(st.text(), st.text(), st.text())
+@example("ǣ", "Ǽ", "ﹷ")  # each folds through a character the fold table maps to two letters or to none
 def test_matcher_never_raises_on_any_text(title: str, summary: str, content: str) -> None:
     check_document(Document("item", title, summary, content))
 

@@ -226,6 +226,8 @@ SEMANTICS = rows(
     ("pl-l-stroke", "Lodz", "Łódź", True),
     ("da-o-stroke-ae", "Aero", "Ærø", True),
     ("fr-oe-ligature", "oeuvre", "Œuvre", True),
+    ("latin-ae-macron", "Aelfric", "Ǣlfric", True),
+    ("latin-ae-acute", "aesc", "ǽsc", True),
     ("fullwidth", "Armenia", "ＡＲＭＥＮＩＡ", True),
     ("latin-other-word", "Lacin", "Latin", False),
     ("cyrillic-case", "Степанакерт", "СТЕПАНАКЕРТ", True),
@@ -248,6 +250,7 @@ SEMANTICS = rows(
     ("arabic-other-word", "أذربيجان", "أرمينيا", False),
     ("math-bold-capitals", "Armenia", "𝐀𝐑𝐌𝐄𝐍𝐈𝐀", True),
     ("soft-hyphen-is-invisible", "Armenia", "Arme\u00adnia", True),
+    ("zero-width-space-separates", "Armenia", "Armenia\u200bAzerbaijan", True),
     # Scripts written without spaces: a name matches as a run of characters.
     ("japanese-inside-sentence", "ナゴルノ・カラバフ", "係争地域のナゴルノ・カラバフで", True),
     ("japanese-part-inside", "カラバフ", "係争地域のナゴルノ・カラバフで", True),
@@ -296,6 +299,8 @@ HTML = rows(
     ("comment-unclosed", "<p>Nothing here</p><!-- Armenia", False),
     ("soft-hyphen-entity", "<p>Arme&shy;nia</p>", True),
     ("word-split-by-inline-tag", "<p>Arme<b>nia</b></p>", True),
+    ("block-elements-separate", "<ul><li>Baku</li><li>Armenia</li></ul>", True),
+    ("line-break-separates", "Baku<br>Armenia<br/>Tbilisi", True),
     ("entity-dash", "<p>Nagorno&ndash;Karabakh and Armenia</p>", True),
     ("attribute-values", '<a href="https://x.test/Armenia" title="Armenia">a link</a>', False),
     ("img-alt", '<p>Photo <img alt="Armenia" src="a.png"> here</p>', False),
@@ -425,6 +430,23 @@ def test_hit_details(query: str, document: Document, expected: list[HitRow]) -> 
     fired = run(GROUPS, [("rule", query)], document)
     assert len(fired) == 1
     assert sorted(fired[0][1], key=repr) == sorted(expected, key=repr)
+
+
+# Characters whose folding is unusual (a ligature with an accent, an Arabic presentation form holding only a
+# tatweel and a vowel mark) must not stop the matcher: the text around them is matched as usual.
+ODD_CHARACTERS = rows(
+    ("ae-macron", "ǣ"),
+    ("AE-acute", "Ǽ"),
+    ("modifier-capital-AE", "ᴭ"),
+    ("arabic-fatha-medial", "ﹷ"),
+    ("arabic-shadda-fatha-medial", "ﳲ"),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("char", ODD_CHARACTERS)
+def test_odd_characters_do_not_stop_matching(char: str) -> None:
+    document = doc(f"{char} Armenia {char}", char, f"{char}{char}")
+    assert run({}, [("r", "Armenia")], document) == [("r", [(None, "Armenia", "title", 2, 9)])]
 
 
 def test_rules_in_config_order_and_silent_rules_absent() -> None:

@@ -4,9 +4,9 @@
 
 - case-insensitive (`str.casefold`, so `ß` = `ss` and Greek final sigma = sigma);
 - diacritic-insensitive in any script: compatibility decomposition, then combining accents are dropped
-  (Latin, Greek, Cyrillic, Armenian, Hebrew and Arabic marks, Japanese voicing marks), so text in
-  decomposed form matches names in composed form; invisible format characters (soft hyphen, zero-width
-  joiners) vanish;
+  (Latin, Greek, Cyrillic, Armenian, Hebrew and Arabic marks), so text in decomposed form matches names
+  in composed form; Japanese voicing marks stay (they make other words) and compose with their kana;
+  invisible format characters (soft hyphen, zero-width joiners) vanish, a zero-width space separates;
 - Latin letters that do not decompose are folded the way Lucene's ASCIIFoldingFilter folds them
   (`ə` → `e`, `ı` → `i`, `ø` → `o`, `ł` → `l`, `æ` → `ae`, ...);
 - every character that is not a letter, mark or digit separates words, so `Nagorno–Karabakh` and
@@ -48,8 +48,13 @@ _LATIN_EXTRA: dict[str, str] = {
 _ACCENT_RANGES = (
     (0x0300, 0x036F), (0x0483, 0x0489), (0x0591, 0x05C7), (0x0610, 0x061A), (0x064B, 0x065F),
     (0x0670, 0x0670), (0x06D6, 0x06ED), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF),
-    (0xFE20, 0xFE2F), (0x3099, 0x309A), (0xFF9E, 0xFF9F),  # the last two: Japanese voicing marks
+    (0xFE20, 0xFE2F),
 )  # fmt: skip
+
+# Japanese voicing marks, combining and half-width: text in decomposed form (カ + ゙) must fold as the
+# composed kana (ガ) does, and ガ must stay apart from カ (ガザ, Gaza, is not inside カサブランカ).
+_VOICING = frozenset("\u3099\u309a\uff9e\uff9f")
+
 
 # Scripts written without spaces between words: each character is a word of its own.
 _NOSPACE_RANGES = (
@@ -84,7 +89,9 @@ def _is_word_char(char: str) -> bool:
 
 def _fold_char(char: str) -> str:
     """Folded form of one character: lower case, no accents, Latin as ASCII, separators as one space."""
-    if unicodedata.category(char) == "Cf":
+    if char in _VOICING:
+        return ""  # a voicing mark left on its own; composed with its kana in `_pieces`
+    if unicodedata.category(char) == "Cf" and char != "\u200b":
         return ""  # soft hyphen, zero-width joiners, direction marks: invisible inside a word
     if not _is_word_char(char):
         return " "
@@ -95,7 +102,7 @@ def _fold_char(char: str) -> str:
         if _in_ranges(ord(part), _ACCENT_RANGES) or unicodedata.category(part) == "Cf":
             continue
         part = _LATIN_EXTRA.get(part, part)
-        out.append(part if _is_word_char(part) else " ")
+        out.append(part if all(_is_word_char(c) for c in part) else " ")
     folded = unicodedata.normalize("NFC", "".join(out))
     if folded and is_nospace(char):
         return f" {' '.join(folded)} "
@@ -123,12 +130,28 @@ def fold_char(char: str) -> str:
     return _TABLE[ord(char)]
 
 
+def _pieces(text: str) -> list[str]:
+    """The folded form of each character of `text`, a voicing mark composed into the kana before it."""
+    pieces = [_TABLE[ord(char)] for char in text]
+    for index in range(1, len(text)):
+        if text[index] in _VOICING:
+            composed = unicodedata.normalize("NFKC", text[index - 1 : index + 1])
+            if len(composed) == 1:
+                pieces[index - 1] = _TABLE[ord(composed)]
+    return pieces
+
+
+def _has_voicing(text: str) -> bool:
+    return "\u3099" in text or "\u309a" in text or "\uff9e" in text or "\uff9f" in text
+
+
 def fold_words(text: str) -> str:
     """`text` folded to lower-case words joined by single spaces, with one space before and after."""
     if text.isascii():
         # bytes.translate and bytes.split run several times faster than their str twins.
         return " " + b" ".join(text.encode("ascii").translate(_ASCII_BYTES).split()).decode("ascii") + " "
-    return " " + " ".join(text.translate(_TABLE).split()) + " "
+    separated = "".join(_pieces(text)) if _has_voicing(text) else text.translate(_TABLE)
+    return " " + " ".join(separated.split()) + " "
 
 
 class FoldedText:
@@ -152,9 +175,13 @@ class FoldedText:
         if text.isascii():
             separated = text.translate(_ASCII_TABLE)
         else:
-            table = _TABLE
-            lengths = list(map(len, map(table.__getitem__, map(ord, text))))
-            separated = text.translate(table)
+            if _has_voicing(text):
+                pieces = _pieces(text)
+                lengths = list(map(len, pieces))
+                separated = "".join(pieces)
+            else:
+                lengths = list(map(len, map(_TABLE.__getitem__, map(ord, text))))
+                separated = text.translate(_TABLE)
             if len(separated) != len(text) or lengths.count(1) != len(lengths):
                 self._origin = list(chain.from_iterable(map(repeat, range(len(text)), lengths)))
         # Each run of separators became one space (a leading run, none): from a folded position on, the
