@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from monitor import service
+from monitor import logs, service
 from monitor.errors import ConfigError, InputError, MonitorError
 from monitor.items import read_item, read_items, result_line
 
@@ -118,6 +118,80 @@ def _lines(handle: object, name: str) -> Iterator[str]:
         yield from handle  # type: ignore[misc]
     except UnicodeDecodeError as e:
         raise InputError(f"{name}: not UTF-8 text ({e.reason})") from e
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="MONITOR_DATABASE_URL", help="Database URL (default sqlite:///monitor.db).", show_default=False
+    ),
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+
+
+@app.command()
+def run(
+    config_dir: ConfigDir = Path("config"),
+    db: DatabaseUrl = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One full cycle over every feed, deliver what is due, exit.")
+    ] = False,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """The service: poll feeds when due, match, store, and notify; stops cleanly on Ctrl-C or SIGTERM."""
+    from monitor import runner
+
+    logs.setup(log_level)
+    with _user_errors():
+        runner.run(config_dir, db, once=once)
+
+
+@app.command()
+def feeds(config_dir: ConfigDir = Path("config"), db: DatabaseUrl = None) -> None:
+    """Feed health: status, last success, last error, items, next poll."""
+    from monitor import runner
+
+    with _user_errors():
+        runner.show_feeds(db)
+
+
+@app.command()
+def alerts(
+    config_dir: ConfigDir = Path("config"),
+    db: DatabaseUrl = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the latest alerts.")] = 20,
+) -> None:
+    """Recent alerts, the rules they fired, and their delivery to each channel."""
+    from monitor import runner
+
+    with _user_errors():
+        runner.show_alerts(config_dir, db, limit)
+
+
+@app.command("notify-test")
+def notify_test(
+    channel: Annotated[str | None, typer.Argument(help="Only this channel id.")] = None,
+    config_dir: ConfigDir = Path("config"),
+) -> None:
+    """Send a test message through each channel (or one); exit 1 if any send fails."""
+    from monitor import runner
+
+    with _user_errors():
+        if not runner.notify_test(config_dir, channel):
+            raise typer.Exit(1)
+
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config_dir: ConfigDir = Path("config"), db: DatabaseUrl = None) -> None:
+    """Apply database migrations (`monitor run` also does this when it starts)."""
+    from monitor import runner
+
+    with _user_errors():
+        typer.echo(runner.upgrade_database(db))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,9 @@ Each stage takes records and returns records; ORM models never leave `store/`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 Priority = Literal["urgent", "high", "normal", "low"]
@@ -60,3 +62,167 @@ class RuleMatch:
     """The rule's priority."""
     hits: tuple[Hit, ...]
     """Hits that satisfied the query, ordered by field (title, summary, content), then position."""
+
+
+# --- polling: fetch → parse → normalize --------------------------------------------------------------
+
+FetchStatus = Literal["ok", "not_modified", "failed", "gone"]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one HTTP (or file) request for a feed came back with. A failure is a value, not an exception."""
+
+    status: FetchStatus
+    """ok: a body to parse; not_modified: 304; failed: see `error`; gone: 410, stop polling."""
+    url: str
+    """The URL requested (after any temporary redirects, the last one fetched)."""
+    body: bytes = b""
+    """The decoded (decompressed) body, only when status is ok."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Response headers that matter to parsing and polling (content-type, etag, ...), lower-case keys."""
+    http_status: int | None = None
+    """The final HTTP status code, None for file:// or when no response arrived."""
+    etag: str | None = None
+    """ETag to send as If-None-Match next time."""
+    last_modified: str | None = None
+    """Last-Modified to send as If-Modified-Since next time."""
+    permanent_url: str | None = None
+    """Where a chain of permanent redirects (301/308) ended, when it did; the feed's URL should follow."""
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (Retry-After), when it did."""
+    error: str | None = None
+    """One line for the operator when status is failed: "HTTP 500", "timed out after 20s", ..."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry as the feed gave it, before any cleaning. Text fields may hold HTML."""
+
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str
+    content: str
+    published: datetime | None
+    """Published (else updated) time, timezone-aware UTC, None when absent or unparseable."""
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """A parsed feed document."""
+
+    title: str | None
+    """The feed's own title."""
+    link: str | None
+    entries: tuple[Entry, ...]
+    warnings: tuple[str, ...] = ()
+    """Problems that did not stop parsing (bozo, skipped entries), for the log."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """An entry cleaned for storage and matching: identity decided, text extracted, URL canonical."""
+
+    key: str
+    """Identity within its feed: "guid:<guid>", "link:<canonical link>" or "hash:<digest>"; never changes."""
+    url: str | None
+    """Canonical URL (tracking parameters, fragments and AMP/mobile variants folded), http(s) only."""
+    link: str | None
+    """The link as published, http(s) only."""
+    title: str
+    """Plain text, at most 300 characters."""
+    summary: str
+    """Plain text, at most 2,000 characters."""
+    content: str
+    """Plain text of the full body when different from the summary, at most 2,000 characters."""
+    published: datetime | None
+    fingerprint: str
+    """Digest of the folded title and text: equal for the same story text whatever the markup or GUID."""
+
+    def document(self) -> Document:
+        return Document(self.key, self.title, self.summary, self.content)
+
+
+# --- storage and delivery -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedTask:
+    """A feed leased for one poll: everything the poller needs, nothing it may change directly."""
+
+    feed_id: int
+    url: str
+    """The URL to request (follows permanent redirects)."""
+    name: str | None
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    """Digest of the last body parsed: an identical body is not parsed again."""
+    first_poll: bool
+    """Never polled successfully: items older than the backfill window are stored silently."""
+    error_count: int
+    permanent_url: str | None
+    permanent_hits: int
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item not seen before in its feed, with the rules it fired, ready to store."""
+
+    item: Item
+    matches: tuple[RuleMatch, ...]
+    silent: bool
+    """Store without alerting (older than a new feed's backfill window)."""
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll of one feed came to; stored on the feed, shown by `monitor feeds`."""
+
+    feed_id: int
+    status: Literal["ok", "not_modified", "unchanged", "failed", "gone"]
+    """unchanged: a 200 whose body was byte-identical to the last one."""
+    error: str | None = None
+    http_status: int | None = None
+    new_items: tuple[NewItem, ...] = ()
+    feed_title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    permanent_url: str | None = None
+    retry_after: float | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """An alert as rendering and `monitor alerts` need it."""
+
+    alert_id: int
+    story_id: int
+    title: str
+    link: str | None
+    outlet: str
+    """The feed that brought the story first."""
+    also: tuple[str, ...]
+    """Other outlets that ran the same story."""
+    published: datetime | None
+    detected: datetime
+    rules: tuple[str, ...]
+    priority: Priority
+    hits: tuple[Hit, ...]
+    summary: str
+
+
+@dataclass(frozen=True)
+class DeliveryTask:
+    """A delivery claimed for sending: the alert, and where to, by channel id and target position."""
+
+    delivery_id: int
+    alert: AlertView
+    channel: str
+    target: int
+    attempts: int
+    idempotency_key: str

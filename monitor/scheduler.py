@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+log = logging.getLogger("monitor.scheduler")
+
 
 def cron_problem(expression: str, timezone: str) -> str | None:
     """None when `expression` is a valid five-field crontab line in `timezone`, else why not."""
@@ -12,3 +19,65 @@ def cron_problem(expression: str, timezone: str) -> str | None:
     except ValueError as e:
         return f"schedule {expression!r} is not a valid cron line (minute hour day month weekday): {e}"
     return None
+
+
+def next_fire(expression: str, timezone: str, after: datetime) -> datetime:
+    """The first time after `after` that a five-field crontab line fires in `timezone`, as UTC."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(expression, timezone=timezone)
+    fire = trigger.get_next_fire_time(None, after)
+    assert fire is not None, "a valid crontab line always fires again"
+    return fire.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+async def serve(
+    jobs: dict[str, tuple[Callable[[], Awaitable[object]], float]],
+    stop: asyncio.Event,
+    drain_seconds: float = 30.0,
+) -> None:
+    """Run each job (name → (coroutine function, seconds between runs)) until `stop` is set.
+
+    Each job is re-armed as a one-off when its run ends, so runs never overlap and APScheduler never has
+    to skip one ("maximum number of running instances reached"). The scheduler keeps no state: due times
+    live in the database. On stop, runs in progress get `drain_seconds` to finish.
+    """
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
+    running: set[asyncio.Task[object]] = set()
+
+    def arm(name: str, delay: float) -> None:
+        if not stop.is_set():
+            run_date = datetime.now(UTC) + timedelta(seconds=delay)
+            scheduler.add_job(_runner(name), "date", run_date=run_date, id=name, replace_existing=True)
+
+    def _runner(name: str) -> Callable[[], Awaitable[None]]:
+        function, every = jobs[name]
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                running.add(task)
+            try:
+                await function()
+            except Exception:  # an unexpected bug in one run must not stop the service
+                log.exception("job %s failed", name)
+            finally:
+                if task is not None:
+                    running.discard(task)
+                arm(name, every)
+
+        return run
+
+    for name in jobs:
+        arm(name, 0)
+    scheduler.start()
+    try:
+        await stop.wait()
+    finally:
+        scheduler.pause()
+        # Let runs in progress finish first: shutting the scheduler down cancels them.
+        if running:
+            await asyncio.wait(set(running), timeout=drain_seconds)
+        scheduler.shutdown(wait=False)

@@ -1,13 +1,46 @@
-"""The service core under the CLI, the scheduler and the web app. None of them holds logic the others need."""
+"""The service core under the CLI, the scheduler and the web app. None of them holds logic the others need.
+
+    poll():    sync feeds.toml → lease due feeds → fetch ──► read_body (parse, normalise) ──► known keys?
+               ──► match new items ──► record_poll (items, stories, matches, alert, deliveries: one commit)
+    deliver(): lease due deliveries → render per channel format → one Apprise call per target → record
+
+Decisions are made by pure functions (`pipeline.decide`, `pipeline.render`); this module only wires them
+to the database, the network and the clock, all of which are passed in.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+import random
+import socket
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
-from monitor.config import Config, WatchList, load_config
+from monitor import notify
+from monitor.config import ChannelSpec, Config, WatchList, load_config
+from monitor.config.loader import CONSOLE
+from monitor.pipeline.decide import ReadFeed, new_items, next_poll, read_body, retry_delivery
 from monitor.pipeline.match import Matcher
-from monitor.records import Document, RuleMatch
+from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
+from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, Item, PollOutcome, RuleMatch
+from monitor.scheduler import next_fire
+from monitor.store.repo import Route, Store, StoredPoll
+
+log = logging.getLogger("monitor.service")
+T = TypeVar("T")
+
+FEED_LEASE = timedelta(minutes=5)
+DELIVERY_LEASE = timedelta(minutes=2)
+SEND_TIMEOUT = 30.0
+MAX_SEND_ATTEMPTS = 12
+CLAIM_BATCH = 200
 
 
 def build_matcher(watchlist: WatchList) -> Matcher:
@@ -46,7 +79,7 @@ def check(config_dir: Path) -> CheckReport:
 
 def load_matcher(config_dir: Path) -> Matcher:
     """The matcher of the config directory, reading keywords.toml alone."""
-    config: Config = load_config(config_dir, feeds=False, channels=False)
+    config = load_config(config_dir, feeds=False, channels=False)
     assert config.watchlist is not None
     return build_matcher(config.watchlist)
 
@@ -54,3 +87,282 @@ def load_matcher(config_dir: Path) -> Matcher:
 def match_document(matcher: Matcher, document: Document) -> tuple[RuleMatch, ...]:
     """Rules that fire on one document; nothing is stored or sent."""
     return matcher.match(document)
+
+
+class FetchLike(Protocol):
+    async def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult: ...
+
+
+@dataclass
+class CycleReport:
+    """What one poll cycle did, for the summary line and the logs."""
+
+    polled: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    new_items: int = 0
+    alerts: int = 0
+    deliveries: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    """(feed, error) for each feed that failed."""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.polled} feeds polled: {self.not_modified} not modified, {self.failed} failed; "
+            f"{self.new_items} new items, {self.alerts} alerts, {self.deliveries} deliveries queued"
+        )
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.sent} sent, {self.failed} failed, {self.cancelled} cancelled"
+
+
+class Service:
+    """One monitor instance. Construct with its parts; call `poll` and `deliver` (the scheduler does)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        fetcher: FetchLike,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+        console: Callable[[str], None] = print,
+        sender: Callable[[str, str, str, str, str], notify.SendResult] = notify.send,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.now = now
+        self.rng = rng or random.Random()
+        self.console = console
+        self.sender = sender
+        self.owner = owner or f"{socket.gethostname()}:{id(self):x}"
+        # SQLite takes one writer at a time: all database work goes through one thread.
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")
+        self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
+        self._formats: dict[str, Format] = {}
+        self.reload(config)
+
+    def reload(self, config: Config) -> None:
+        """Use a new, already validated config from the next poll on."""
+        assert config.watchlist is not None and config.feeds is not None and config.channels is not None
+        self.config = config
+        self.watchlist = config.watchlist
+        self.feeds = config.feeds
+        self.channels = {c.id: c for c in config.channels}
+        self.matcher = build_matcher(config.watchlist)
+        self._intervals = {spec.url: spec.interval for spec in config.feeds.feeds}
+
+    def close(self) -> None:
+        self._db.shutdown(wait=True)
+        self._send.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
+
+    # --- polling -------------------------------------------------------------------------------------
+
+    async def poll(
+        self, every: bool = False, on_feed: Callable[[FeedTask, PollOutcome], None] | None = None
+    ) -> CycleReport:
+        """Poll every due feed (every active feed with `every`) and store what is new."""
+        report = CycleReport()
+        await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
+        seen: set[int] = set()
+        while True:
+            tasks = await self._in_db(
+                self.store.claim_due, self.now(), CLAIM_BATCH, FEED_LEASE, self.owner, every, seen
+            )
+            if not tasks:
+                return report
+            seen.update(t.feed_id for t in tasks)
+            results = await asyncio.gather(*(self.poll_feed(task) for task in tasks))
+            for task, (outcome, stored) in zip(tasks, results, strict=True):
+                report.polled += 1
+                report.not_modified += outcome.status in ("not_modified", "unchanged")
+                if outcome.status in ("failed", "gone"):
+                    report.failed += 1
+                    report.failures.append((task.name or task.url, outcome.error or outcome.status))
+                report.new_items += stored.new_items
+                report.alerts += stored.alerts
+                report.deliveries += stored.deliveries
+                if on_feed is not None:
+                    on_feed(task, outcome)
+
+    async def poll_feed(self, task: FeedTask) -> tuple[PollOutcome, StoredPoll]:
+        """Fetch, read, match and store one leased feed; its failure is recorded, never raised."""
+        result = await self.fetcher.fetch(task.url, task.etag, task.last_modified)
+        now = self.now()
+        read = await asyncio.to_thread(read_body, task, result, now)
+        if isinstance(read, ReadFeed):
+            outcome = await self._new_items(task, result, read, now)
+        else:
+            outcome = read
+        interval = self._intervals.get(
+            task.url, self.feeds.feeds[0].interval if self.feeds.feeds else timedelta(minutes=10)
+        )
+        due = next_poll(outcome, interval, task.error_count, now, self.rng)
+        stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
+        extra = {"feed": task.name or task.url, "status": outcome.status}
+        if outcome.status in ("failed", "gone"):
+            log.warning("poll failed: %s", outcome.error, extra=extra)
+        else:
+            log.info("polled: %d new items, %d alerts", stored.new_items, stored.alerts, extra=extra)
+        for warning in outcome.warnings:
+            log.warning("feed warning: %s", warning, extra=extra)
+        return outcome, stored
+
+    async def _new_items(self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime) -> PollOutcome:
+        known = await self._in_db(self.store.known_keys, task.feed_id, [item.key for item in read.items])
+        fresh = new_items(read.items, known, self._match, task.first_poll, self.feeds.backfill, now)
+        return PollOutcome(
+            feed_id=task.feed_id, status="ok", http_status=result.http_status, new_items=fresh,
+            feed_title=read.title, etag=result.etag, last_modified=result.last_modified,
+            body_hash=read.body_hash, permanent_url=result.permanent_url, warnings=read.warnings,
+        )  # fmt: skip
+
+    def _match(self, item: Item) -> tuple[RuleMatch, ...]:
+        return self.matcher.match(item.document())
+
+    def _route(self, matches: Sequence[RuleMatch]) -> list[Route]:
+        """Channel targets an alert goes to: the union of its rules' `notify` lists (all channels if unset)."""
+        wanted: set[str] = set()
+        for match in matches:
+            notify_ids = self.watchlist.notify.get(match.rule)
+            wanted.update(self.channels if notify_ids is None else notify_ids)
+        now = self.now()
+        routes: list[Route] = []
+        for channel in self.channels.values():
+            if channel.id not in wanted:
+                continue
+            due = now if channel.mode == "instant" else next_fire(channel.schedule or "", channel.timezone, now)
+            for target in range(max(1, len(channel.targets))):
+                routes.append((channel.id, target, due))
+        return routes
+
+    # --- delivery ------------------------------------------------------------------------------------
+
+    async def deliver(self) -> DeliveryReport:
+        """Send every due delivery: per channel target, one message each, or one digest."""
+        report = DeliveryReport()
+        while True:
+            tasks = await self._in_db(self.store.claim_deliveries, self.now(), CLAIM_BATCH, DELIVERY_LEASE)
+            if not tasks:
+                return report
+            groups: dict[tuple[str, int], list[DeliveryTask]] = defaultdict(list)
+            for task in tasks:
+                groups[(task.channel, task.target)].append(task)
+            await asyncio.gather(*(self._deliver_group(channel, target, group, report)
+                                   for (channel, target), group in groups.items()))  # fmt: skip
+
+    async def _deliver_group(
+        self, channel_id: str, target: int, tasks: list[DeliveryTask], report: DeliveryReport
+    ) -> None:
+        channel = self.channels.get(channel_id)
+        if channel is None or (channel.id != CONSOLE and target >= len(channel.targets)):
+            reason = f"channel {channel_id!r} target {target} is no longer in channels.toml"
+            log.warning("delivery cancelled: %s", reason, extra={"channel": channel_id, "status": "cancelled"})
+            for task in tasks:
+                await self._in_db(self.store.delivery_failed, task.delivery_id, reason, None, "cancelled")
+            report.cancelled += len(tasks)
+            return
+        zone = ZoneInfo(channel.timezone)
+        if channel.mode == "digest":
+            await self._send_batch(channel, target, tasks, zone, "monitor digest", report)
+            return
+        single, folded = await self._rate_limit(channel, target, tasks)
+        for task in single:
+            fmt = self._format(channel, target)
+            await self._send_batch(channel, target, [task], zone, "", report, render_alert(task.alert, fmt, zone))
+        if folded:
+            await self._send_batch(channel, target, folded, zone, "monitor: more alerts this hour", report)
+
+    async def _rate_limit(
+        self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask]
+    ) -> tuple[list[DeliveryTask], list[DeliveryTask]]:
+        """Split due alerts into those sent one by one and those folded into one summary (max_per_hour)."""
+        if channel.max_per_hour is None:
+            return tasks, []
+        now = self.now()
+        sent = await self._in_db(self.store.sent_since, channel.id, target, now - timedelta(hours=1))
+        room = channel.max_per_hour - sent
+        if len(tasks) <= room:
+            return tasks, []
+        if room <= 0:
+            # Held until the hour frees a slot; then they go out folded into one summary.
+            for task in tasks:
+                await self._in_db(
+                    self.store.delivery_failed,
+                    task.delivery_id,
+                    "held: max_per_hour reached",
+                    now + timedelta(minutes=5),
+                )
+            return [], []
+        return tasks[: room - 1], tasks[room - 1 :]
+
+    def _format(self, channel: ChannelSpec, target: int) -> Format:
+        if channel.id == CONSOLE:
+            return "text"
+        url = channel.targets[target]
+        if url not in self._formats:
+            value = notify.message_format(url)
+            self._formats[url] = value if value in ("markdown", "html") else "text"  # type: ignore[assignment]
+        return self._formats[url]
+
+    async def _send_batch(self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask], zone: ZoneInfo,
+                          heading: str, report: DeliveryReport, message: Message | None = None) -> None:  # fmt: skip
+        fmt = self._format(channel, target)
+        if message is None:
+            message = render_digest([t.alert for t in tasks], fmt, zone, heading)
+        key = tasks[0].idempotency_key if len(tasks) == 1 else f"{tasks[0].idempotency_key}+{len(tasks)}"
+        result = await self._send_one(channel, target, message, key)
+        now = self.now()
+        extra = {"channel": channel.id, "status": "sent" if result.ok else "failed"}
+        if result.ok:
+            await self._in_db(self.store.delivery_done, [t.delivery_id for t in tasks], now)
+            report.sent += len(tasks)
+            log.info(
+                "sent %d alert(s) to %s",
+                len(tasks),
+                channel.masked[target] if channel.masked else channel.id,
+                extra=extra,
+            )
+            return
+        report.failed += len(tasks)
+        for task in tasks:
+            retry = retry_delivery(task.attempts, now, self.rng, MAX_SEND_ATTEMPTS) if result.retry else None
+            await self._in_db(self.store.delivery_failed, task.delivery_id, result.error or "failed", retry, "dead")
+        log.warning("send failed (%s): %s", "will retry" if result.retry else "gave up", result.error, extra=extra)
+
+    async def _send_one(self, channel: ChannelSpec, target: int, message: Message, key: str) -> notify.SendResult:
+        if channel.id == CONSOLE:
+            self.console(f"{message.title}\n{message.body}\n")
+            return notify.SendResult(True)
+        url = channel.targets[target]
+        call = asyncio.get_running_loop().run_in_executor(
+            self._send, self.sender, url, message.title, message.body, message.format, key
+        )
+        try:
+            return await asyncio.wait_for(call, SEND_TIMEOUT)
+        except TimeoutError:
+            return notify.SendResult(False, f"no answer within {SEND_TIMEOUT:.0f}s")
+
+    async def notify_test(self, channel_id: str | None = None) -> list[tuple[str, str, notify.SendResult]]:
+        """Send a test message through each channel target (or one channel's); nothing is stored."""
+        results = []
+        for channel in self.channels.values():
+            if channel_id is not None and channel.id != channel_id:
+                continue
+            for target in range(max(1, len(channel.targets))):
+                message = render_test(channel.id, self._format(channel, target))
+                result = await self._send_one(channel, target, message, f"monitor-test-{channel.id}-{target}")
+                results.append((channel.id, channel.masked[target] if channel.targets else CONSOLE, result))
+        return results

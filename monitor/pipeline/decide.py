@@ -1,0 +1,108 @@
+"""The poller's decisions, as pure functions: what a fetched body means, which items are new and must be
+alerted, and when to try again. The orchestrator (`service`) acts on them and decides nothing itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from monitor.pipeline.normalize import normalize
+from monitor.pipeline.parse import ParseFailure, parse_feed
+from monitor.records import FeedTask, FetchResult, Item, NewItem, PollOutcome, RuleMatch
+
+MAX_ITEMS_PER_POLL = 500
+"""A feed with more entries is cut to its first 500: bounded memory, and no storm from a feed dump."""
+MAX_BACKOFF = timedelta(hours=6)
+MAX_RETRY_AFTER = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ReadFeed:
+    """A body parsed and normalised: the feed's items, deduplicated by key, in feed order."""
+
+    title: str | None
+    items: tuple[Item, ...]
+    body_hash: str
+    warnings: tuple[str, ...]
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def read_body(task: FeedTask, result: FetchResult, now: datetime) -> ReadFeed | PollOutcome:
+    """What a fetch result means for this feed: items to consider, or the outcome to record as it is."""
+    base = {"feed_id": task.feed_id, "http_status": result.http_status, "retry_after": result.retry_after}
+    if result.status == "not_modified":
+        return PollOutcome(status="not_modified", etag=task.etag, last_modified=task.last_modified, **base)  # type: ignore[arg-type]
+    if result.status in ("failed", "gone"):
+        return PollOutcome(status=result.status, error=result.error, **base)  # type: ignore[arg-type]
+    digest = body_digest(result.body)
+    if digest == task.body_hash:
+        return PollOutcome(status="unchanged", etag=result.etag, last_modified=result.last_modified,
+                           body_hash=digest, permanent_url=result.permanent_url, **base)  # type: ignore[arg-type]  # fmt: skip
+    parsed = parse_feed(result.body, result.headers, result.url)
+    if isinstance(parsed, ParseFailure):
+        return PollOutcome(status="failed", error=parsed.reason, **base)  # type: ignore[arg-type]
+    warnings = list(parsed.warnings)
+    items: dict[str, Item] = {}
+    for entry in parsed.entries[:MAX_ITEMS_PER_POLL]:
+        item = normalize(entry, result.url, now)
+        if item is None:
+            warnings.append("skipped an entry with no id, link, title or text")
+        elif item.key in items:
+            warnings.append(f"two entries share the id {item.key[:80]!r}: kept the first")
+        else:
+            items[item.key] = item
+    if len(parsed.entries) > MAX_ITEMS_PER_POLL:
+        warnings.append(f"{len(parsed.entries)} entries: only the first {MAX_ITEMS_PER_POLL} were read")
+    return ReadFeed(parsed.title, tuple(items.values()), digest, tuple(warnings))
+
+
+def new_items(
+    items: Iterable[Item],
+    known: set[str],
+    match: Callable[[Item], Sequence[RuleMatch]],
+    first_poll: bool,
+    backfill: timedelta,
+    now: datetime,
+) -> tuple[NewItem, ...]:
+    """Items whose key the feed has not delivered before, matched; on a new feed's first poll, those older
+    than the backfill window (or undated) are kept silent, so adding a feed never floods the desk."""
+    fresh = []
+    for item in items:
+        if item.key in known:
+            continue
+        silent = first_poll and (item.published is None or item.published < now - backfill)
+        fresh.append(NewItem(item, tuple(match(item)), silent))
+    return tuple(fresh)
+
+
+def next_poll(
+    outcome: PollOutcome, interval: timedelta, error_count: int, now: datetime, rng: random.Random
+) -> datetime | None:
+    """When to poll again: the interval (±10% jitter) after success; exponential backoff with jitter,
+    capped at six hours, after failures, and never sooner than Retry-After; never for a feed that is gone."""
+    if outcome.status == "gone":
+        return None
+    if outcome.status != "failed":
+        return now + interval * rng.uniform(0.9, 1.1)
+    failures = error_count + 1
+    growth: float = 2.0 ** min(failures - 1, 20)
+    delay = min(interval * growth, MAX_BACKOFF) * rng.uniform(0.8, 1.2)
+    if outcome.retry_after is not None:
+        delay = max(delay, min(timedelta(seconds=outcome.retry_after), MAX_RETRY_AFTER))
+    return now + max(delay, interval)
+
+
+def retry_delivery(attempts: int, now: datetime, rng: random.Random, max_attempts: int) -> datetime | None:
+    """When to retry a failed send: 30 s doubling to an hour, jittered; None once attempts run out."""
+    if attempts >= max_attempts:
+        return None
+    growth: float = 2.0 ** min(max(attempts - 1, 0), 20)
+    delay = min(timedelta(seconds=30) * growth, timedelta(hours=1))
+    return now + delay * rng.uniform(0.8, 1.2)

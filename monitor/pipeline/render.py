@@ -1,0 +1,138 @@
+"""Alert messages, rendered per channel format (text, Markdown, HTML). Pure.
+
+Everything that comes from a feed is untrusted: HTML is escaped, Markdown's control characters are
+escaped, and angle brackets become look-alikes in text and Markdown so that Slack's `<!channel>` or a
+Telegram `<a href>` stays inert text. Only http(s) links are ever rendered as links.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from monitor.records import AlertView, Hit
+
+Format = Literal["text", "markdown", "html"]
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+SUMMARY_CHARS = 300
+DIGEST_MAX = 50
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+    format: Format
+
+
+def _inert(text: str) -> str:
+    """Feed text with control characters removed and angle brackets made harmless look-alikes."""
+    return _CONTROL.sub("", text).replace("<", "‹").replace(">", "›")
+
+
+def _escape(text: str, fmt: Format) -> str:
+    if fmt == "html":
+        return html.escape(_CONTROL.sub("", text), quote=True)
+    text = _inert(text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text) if fmt == "markdown" else text
+
+
+def _mark(text: str, fmt: Format) -> str:
+    if fmt == "html":
+        return f"<b>{text}</b>"
+    if fmt == "markdown":
+        return f"**{text}**"
+    return f"«{text}»"
+
+
+def highlight(text: str, hits: Sequence[Hit], field: str, fmt: Format) -> str:
+    """`text` escaped for `fmt`, with the spans of `hits` in `field` marked; overlapping spans merge."""
+    spans = sorted((h.start, h.end) for h in hits if h.field == field and 0 <= h.start < h.end <= len(text))
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out, position = [], 0
+    for start, end in merged:
+        out.append(_escape(text[position:start], fmt))
+        out.append(_mark(_escape(text[start:end], fmt), fmt))
+        position = end
+    out.append(_escape(text[position:], fmt))
+    return "".join(out)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip() + "…"
+
+
+def _when(moment: datetime | None, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "time unknown"
+
+
+def _link(url: str | None, fmt: Format) -> str:
+    if not url or not url.startswith(("http://", "https://")):
+        return ""
+    if fmt == "html":
+        return f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
+    if fmt == "markdown":
+        return "<" + url.replace(">", "%3E").replace(" ", "%20") + ">"
+    return url
+
+
+def _names(hits: Sequence[Hit]) -> list[str]:
+    return list(dict.fromkeys(h.text for h in hits))
+
+
+def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
+    """One story: headline with the matched names marked, outlet, time, rules, priority, link, also-ran."""
+    title = f"[{alert.priority.upper()}] {_clip(_inert(alert.title), 200)}"
+    newline = "<br>\n" if fmt == "html" else "\n"
+    summary = alert.summary if len(alert.summary) <= SUMMARY_CHARS else _clip(alert.summary, SUMMARY_CHARS)
+    lines = [
+        highlight(alert.title, alert.hits, "title", fmt),
+        f"{_escape(alert.outlet, fmt)} · {_when(alert.published or alert.detected, zone)} · {alert.priority}",
+        f"rules: {_escape(', '.join(alert.rules), fmt)}",
+        f"matched: {', '.join(_mark(_escape(n, fmt), fmt) for n in _names(alert.hits))}",
+    ]
+    if summary:
+        lines.append(highlight(summary, [h for h in alert.hits if h.end <= len(summary)], "summary", fmt))
+    link = _link(alert.link, fmt)
+    if link:
+        lines.append(link)
+    if alert.also:
+        lines.append(f"also: {_escape(', '.join(alert.also), fmt)}")
+    return Message(title, newline.join(lines), fmt)
+
+
+def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, heading: str) -> Message:
+    """Several stories in one message: one line each, most urgent first, at most DIGEST_MAX listed."""
+    newline = "<br>\n" if fmt == "html" else "\n"
+    order = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+    ranked = sorted(alerts, key=lambda a: (order.get(a.priority, 2), a.detected))
+    lines = []
+    for alert in ranked[:DIGEST_MAX]:
+        headline = highlight(alert.title, alert.hits, "title", fmt)
+        parts = [f"[{alert.priority}]", headline, f"({_escape(alert.outlet, fmt)}, {_when(alert.detected, zone)})"]
+        link = _link(alert.link, fmt)
+        if link:
+            parts.append(link)
+        lines.append(" ".join(parts))
+    if len(ranked) > DIGEST_MAX:
+        lines.append(f"… and {len(ranked) - DIGEST_MAX} more: see `monitor alerts`")
+    return Message(f"{heading}: {len(alerts)} stories", newline.join(lines), fmt)
+
+
+def render_test(channel: str, fmt: Format) -> Message:
+    return Message("monitor: test message", f"This is a test from monitor to channel {_escape(channel, fmt)}.", fmt)

@@ -1,0 +1,264 @@
+"""Assembles a running monitor from the config directory and the database URL: the composition root the
+CLI commands call. It builds the parts (engine, store, fetcher, service), runs them, and prints results;
+every decision stays in `service` and below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from monitor.config import Config, FeedsConfig, load_config
+from monitor.errors import ConfigError, MonitorError
+from monitor.fetch import Fetcher, FetchPolicy
+from monitor.records import FetchResult
+from monitor.scheduler import serve
+from monitor.service import Service
+from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine, upgrade
+from monitor.store.repo import Store
+
+log = logging.getLogger("monitor.runner")
+POLL_EVERY = 5.0
+DELIVER_EVERY = 2.0
+RELOAD_EVERY = 3.0
+
+
+def database_url(option: str | None) -> str:
+    return option or DEFAULT_URL
+
+
+def upgrade_database(option: str | None) -> str:
+    url = database_url(option)
+    upgrade(open_engine(url))
+    return f"database is up to date: {masked(url)}"
+
+
+@contextmanager
+def _single_instance(url: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite file: two services on one file would fight over it."""
+    engine_url = open_engine(url).url
+    if engine_url.get_backend_name() != "sqlite" or not engine_url.database or engine_url.database == ":memory:":
+        yield
+        return
+    path = Path(engine_url.database).expanduser().with_suffix(Path(engine_url.database).suffix + ".lock")
+    handle: IO[str] = open(path, "a")  # noqa: SIM115 - held for the life of the service
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DatabaseError(
+            f"another `monitor run` is using {engine_url.database}: stop it first "
+            "(several instances need PostgreSQL: set MONITOR_DATABASE_URL=postgresql+psycopg://...)"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def fetch_policy(feeds: FeedsConfig) -> FetchPolicy:
+    return FetchPolicy(
+        timeout=feeds.timeout,
+        max_bytes=feeds.max_bytes,
+        user_agent=feeds.user_agent,
+        allow_private_addresses=feeds.allow_private_addresses,
+    )
+
+
+def _open_store(url: str) -> Store:
+    engine = open_engine(url)
+    upgrade(engine)
+    store = Store(engine)
+    if engine.dialect.name == "sqlite":
+        store.release_leases()  # the lock proves no other instance holds them
+    return store
+
+
+def run(config_dir: Path, db: str | None, once: bool) -> None:
+    """`monitor run` and `monitor run --once`."""
+    config = load_config(config_dir)
+    url = database_url(db)
+    with _single_instance(url):
+        store = _open_store(url)
+        if once:
+            asyncio.run(_once(config, store))
+        else:
+            asyncio.run(_forever(config_dir, config, store))
+
+
+def _console_alert(text: str) -> None:
+    print(text, flush=True)
+
+
+async def _once(config: Config, store: Store) -> None:
+    assert config.feeds is not None
+    async with Fetcher(fetch_policy(config.feeds)) as fetcher:
+        service = Service(config, store, fetcher, console=_console_alert)
+        try:
+            if sys.stdout.isatty():
+                progress = Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+                with progress:
+                    bar = progress.add_task("feeds", total=len(config.feeds.feeds))
+                    report = await service.poll(every=True, on_feed=lambda task, outcome: progress.advance(bar))
+            else:
+                report = await service.poll(every=True)
+            deliveries = await service.deliver()
+        finally:
+            service.close()
+    for feed, error in report.failures:
+        print(f"failed: {feed}: {error}", file=sys.stderr)
+    print(f"{report}; deliveries: {deliveries}")
+
+
+async def _forever(config_dir: Path, config: Config, store: Store) -> None:
+    assert config.feeds is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    watcher = _ConfigWatcher(config_dir)
+    async with Fetcher(fetch_policy(config.feeds)) as fetcher:
+        service = Service(config, store, fetcher, console=_console_alert)
+
+        async def reload() -> None:
+            fresh = watcher.changed()
+            if fresh is not None:
+                service.reload(fresh)
+                log.info("config reloaded", extra={"status": "ok"})
+
+        log.info(
+            "monitor running: %d feeds, %d rules; Ctrl-C stops",
+            len(config.feeds.feeds),
+            len(config.watchlist.rules) if config.watchlist else 0,
+        )
+        try:
+            await serve({"poll": (service.poll, POLL_EVERY), "deliver": (service.deliver, DELIVER_EVERY),
+                         "reload": (reload, RELOAD_EVERY)}, stop)  # fmt: skip
+        finally:
+            service.close()
+    log.info("monitor stopped")
+
+
+class _ConfigWatcher:
+    """Notices edited config files; applies them only once they are complete and valid (all-or-nothing)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.seen = self._stamp()
+        self.failures = 0
+
+    def _stamp(self) -> tuple[tuple[str, float, int], ...]:
+        stamps = []
+        for name in ("keywords.toml", "feeds.toml", "channels.toml"):
+            try:
+                stat = (self.directory / name).stat()
+            except FileNotFoundError:
+                continue
+            stamps.append((name, stat.st_mtime, stat.st_size))
+        return tuple(stamps)
+
+    def changed(self) -> Config | None:
+        stamp = self._stamp()
+        if stamp == self.seen:
+            return None
+        # Debounce: an editor that truncates, then writes, shows two stamps; wait for a stable one.
+        if any(datetime.now(UTC).timestamp() - mtime < 1.0 for _, mtime, _ in stamp):
+            return None
+        self.seen = stamp
+        try:
+            return load_config(self.directory)
+        except ConfigError as e:
+            self.failures += 1
+            for problem in e.problems:
+                log.error("config not reloaded, the running one stays: %s", problem, extra={"status": "rejected"})
+            return None
+
+
+def show_feeds(db: str | None) -> None:
+    store = Store(_existing_engine(db))
+    table = Table(title="feeds")
+    for column in ("feed", "status", "last success", "last error", "items", "next poll"):
+        table.add_column(column, overflow="fold")
+    for feed in store.feed_health():
+        status = feed.status if feed.active else f"{feed.status} (removed)"
+        if feed.error_count:
+            status += f" ×{feed.error_count}"
+        table.add_row(
+            feed.name or feed.title or feed.url, status, _when(feed.last_success_at), feed.last_error or "",
+            str(feed.item_count), _when(feed.next_poll_at) if feed.status != "gone" else "stopped",
+        )  # fmt: skip
+    Console().print(table)
+
+
+def show_alerts(config_dir: Path, db: str | None, limit: int) -> None:
+    store = Store(_existing_engine(db))
+    table = Table(title=f"latest {limit} alerts")
+    for column in ("detected", "priority", "headline", "outlet", "rules", "deliveries"):
+        table.add_column(column, overflow="fold")
+    for alert, deliveries in store.recent_alerts(limit):
+        states = ", ".join(
+            f"{d.channel}[{d.target}]: {d.status}"
+            + (f" ({d.last_error})" if d.last_error and d.status != "sent" else "")
+            for d in deliveries
+        )
+        outlet = alert.outlet + (f" (also: {', '.join(alert.also)})" if alert.also else "")
+        table.add_row(_when(alert.detected), alert.priority, alert.title, outlet, ", ".join(alert.rules), states)
+    Console().print(table)
+
+
+def notify_test(config_dir: Path, channel: str | None) -> bool:
+    config = load_config(config_dir, keywords=True, feeds=True)
+    assert config.channels is not None
+    if channel is not None and channel not in {c.id for c in config.channels}:
+        raise MonitorError(
+            f"no channel {channel!r} in channels.toml (channels: {', '.join(c.id for c in config.channels)})"
+        )
+
+    async def send() -> list[tuple[str, str, bool, str | None]]:
+        service = Service(config, Store(open_engine("sqlite://")), _NoFetch(), console=_console_alert)
+        try:
+            return [(c, target, r.ok, r.error) for c, target, r in await service.notify_test(channel)]
+        finally:
+            service.close()
+
+    ok = True
+    for cid, target, sent, error in asyncio.run(send()):
+        print(f"{cid} {target}: {'sent' if sent else f'FAILED: {error}'}")
+        ok &= sent
+    return ok
+
+
+class _NoFetch:
+    async def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+        raise AssertionError("notify-test fetches nothing")
+
+
+def _existing_engine(db: str | None) -> Engine:
+    """The engine of a database that `monitor run` has created; the read-only commands never create one."""
+    url = database_url(db)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not os.path.exists(parsed.database):
+        raise MonitorError(f"no database at {parsed.database}: run `monitor run` first (or pass --db)")
+    engine = open_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"

@@ -1,0 +1,100 @@
+"""Opening the database: SQLite (default, WAL) or PostgreSQL, with migrations applied by Alembic.
+
+SQLite: the file and its directory are created private (0600/0700), every connection runs in WAL mode with
+a busy timeout, and every transaction begins IMMEDIATE, so concurrent writers queue for the lock instead
+of failing half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from monitor.errors import MonitorError
+
+DEFAULT_URL = "sqlite:///monitor.db"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseError(MonitorError):
+    """The database cannot be opened or upgraded."""
+
+
+def masked(url: str) -> str:
+    """The database URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def open_engine(url: str = DEFAULT_URL) -> Engine:
+    """An engine for `url`; SQLite files get their pragmas and private permissions."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise DatabaseError(f"not a database URL: {masked(url)} (e.g. sqlite:///monitor.db)") from e
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            _create_private(Path(database))
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise DatabaseError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _create_private(path: Path) -> None:
+    path = path.expanduser()
+    if path.parent != Path() and not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _sqlite_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE instead of pysqlite's deferred BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration not yet applied (`monitor db upgrade`; `monitor run` does it on start)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as e:
+        raise DatabaseError(f"cannot open the database {masked(str(engine.url))}: {_reason(e)}") from e
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the schema exists (migrations have run at least once)."""
+    return "alembic_version" in inspect(engine).get_table_names()
+
+
+def _reason(error: OperationalError) -> str:
+    return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
