@@ -190,6 +190,11 @@ class _ConfigWatcher:
             return None
 
 
+def _console() -> Console:
+    # Piped output keeps each row on one line, for grep and for scripts.
+    return Console() if sys.stdout.isatty() else Console(width=240, soft_wrap=True)
+
+
 def show_feeds(db: str | None) -> None:
     store = Store(_existing_engine(db))
     table = Table(title="feeds")
@@ -203,7 +208,7 @@ def show_feeds(db: str | None) -> None:
             feed.name or feed.title or feed.url, status, _when(feed.last_success_at), feed.last_error or "",
             str(feed.item_count), _when(feed.next_poll_at) if feed.status != "gone" else "stopped",
         )  # fmt: skip
-    Console().print(table)
+    _console().print(table)
 
 
 def show_alerts(config_dir: Path, db: str | None, limit: int) -> None:
@@ -219,7 +224,7 @@ def show_alerts(config_dir: Path, db: str | None, limit: int) -> None:
         )
         outlet = alert.outlet + (f" (also: {', '.join(alert.also)})" if alert.also else "")
         table.add_row(_when(alert.detected), alert.priority, alert.title, outlet, ", ".join(alert.rules), states)
-    Console().print(table)
+    _console().print(table)
 
 
 def notify_test(config_dir: Path, channel: str | None) -> bool:

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +82,33 @@ def cli_process(*args: str, stdin: str | None = None, env: dict[str, str] | None
         timeout=120,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database URL: a SQLite file, and a PostgreSQL database created for the test and dropped after.
+    Without a reachable PostgreSQL the postgres case is skipped, except in CI, where it fails."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/monitor.db"
+        return
+    yield from postgres_database()
+
+
+def postgres_database() -> Iterator[str]:
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required in CI: {e}")
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 not reachable: {e}")
+    name = f"monitor_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()

@@ -81,34 +81,6 @@ class Desk:
         return load_config(self.config_dir)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/monitor.db"
-        return
-    yield from postgres_database()
-
-
-def postgres_database() -> Iterator[str]:
-    import uuid
-
-    import psycopg
-
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required in CI: {e}")
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 not reachable: {e}")
-    name = f"monitor_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.fixture
 def desk(tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Desk]:
     farm, webhook = FeedFarm(), WebhookSink()

@@ -88,6 +88,14 @@ def test_mueller_survives_the_encoding(stem: str) -> None:
     assert "Müller" in result.entries[0].title
 
 
+def test_latin1_that_happens_to_hold_a_utf8_sequence_stays_latin1() -> None:
+    # `é`, NBSP, `»` in Latin-1 are also the UTF-8 bytes of 頻; the rest of the body is plainly Latin-1.
+    text = "<rss version='2.0'><channel><item><title>Müller à Zürich, café\xa0» ça</title></item></channel></rss>"
+    result = parse_feed(text.encode("latin-1"), {}, URL)
+    assert isinstance(result, ParsedFeed)
+    assert result.entries[0].title == "Müller à Zürich, café\xa0» ça"
+
+
 def test_cyrillic_from_windows_1251_with_charset_in_the_header() -> None:
     body = feed_file("windows1251").read_bytes().replace(b' encoding="windows-1251"', b"")
     result = parse_feed(body, {"Content-Type": "text/xml; charset=windows-1251"}, URL)

@@ -106,55 +106,35 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed 
     """The feed in `body` as served with `headers` from `url` (see the module docstring)."""
     if not body or body.isspace():
         return ParseFailure("empty body")
-    if body.startswith(_GZIP_MAGIC):
-        # Some servers gzip the body without saying so in Content-Encoding.
+    if body.startswith(_GZIP_MAGIC):  # some servers gzip a body without saying so in Content-Encoding
         unzipped = _gunzip(body)
         if isinstance(unzipped, ParseFailure):
             return unzipped
         body = unzipped
-    lowered = {key.lower(): value for key, value in headers.items()}
-    content_type = lowered.get("content-type", "")
+    content_type = next((value for key, value in headers.items() if key.lower() == "content-type"), "")
     start = _LEADING.match(body).end()  # type: ignore[union-attr]  # may match nothing, never fails
     first = body[start : start + 1]
     if first in (b"{", b"[") or ("json" in content_type.lower() and first != b"<"):
         return _parse_json_feed(body, url)
+    return _parse_xml_feed(body, content_type, url)
 
+
+def _parse_xml_feed(body: bytes, content_type: str, url: str) -> ParsedFeed | ParseFailure:
     prolog = _scan_prolog(_ascii_compatible(body))
     if prolog.declares_entities:
         return ParseFailure("refused: the feed declares XML entities")
     if _is_html(prolog):
         return ParseFailure("not a feed (HTML)")
-
-    warnings: list[str] = []
-    repaired = _mend_utf8(body, content_type)
-    if repaired is not None:
-        body = repaired
-        warnings.append("bytes that are not UTF-8 in a UTF-8 feed were read as windows-1252")
-    # Without a content type (a saved file), feedparser flags every feed as bozo; application/xml lets the
-    # BOM and the XML declaration decide the encoding, as RFC 7303 says. No Content-Location: feedparser
-    # would resolve every RSS <guid> against it (`<guid>12345</guid>` → `https://host/feed/12345`), so a
-    # feed that moves would change every key and alert everything again. Links are resolved below instead.
-    response_headers = {"content-type": content_type or "application/xml"}
-    try:
-        result = _feedparser(body, response_headers)
-    except Exception:  # feedparser raises on a garbled encoding name, a `&#xD800;`, a `&#99999999;`
-        try:
-            result = _feedparser(_repaired(body), response_headers)
-        except Exception as error:  # a feed's bytes must never crash a poll: the operator gets the reason
-            return ParseFailure(f"unreadable feed ({_one_line(error)})")
-        warnings.append("feedparser failed; read again without the declared encoding and invalid &#...; references")
-    if not result.entries and b"<rss:item" in body and b"xmlns:rss" not in body:
-        # A real publisher's feed prefixes every RSS element with an undeclared `rss:`; feedparser then sees
-        # no items. Only tried when nothing else was found, so a valid feed never pays for it.
-        with suppress(Exception):  # if the repaired body fails, the first reading stands
-            result = _feedparser(_UNDECLARED_RSS_PREFIX.sub(rb"\1", body), response_headers)
+    read = _read(body, content_type)
+    if isinstance(read, ParseFailure):
+        return read
+    result, warnings = read
     bozo = _one_line(result.get("bozo_exception")) if result.get("bozo") else None
     if not result.entries and not result.get("version"):
         if "html" in content_type.lower():
             return ParseFailure("not a feed (HTML)")
         why = bozo or (f"root element <{prolog.root}>" if prolog.root else "no feed elements")
         return ParseFailure(f"not a feed ({why})")
-
     if bozo:
         warnings.insert(0, f"bozo: {bozo}")
     raw_entries = list(result.entries)
@@ -177,6 +157,33 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed 
 
 
 # --- XML ---------------------------------------------------------------------------------------------------
+
+
+def _read(body: bytes, content_type: str) -> tuple[Any, list[str]] | ParseFailure:
+    """feedparser's result for `body`, after the repairs real feeds need, and the warnings they leave."""
+    warnings: list[str] = []
+    mended = _mend_utf8(body, content_type)
+    if mended is not None:
+        body = mended
+        warnings.append("bytes that are not UTF-8 in a UTF-8 feed were read as windows-1252")
+    # Without a content type (a saved file) feedparser calls every feed bozo; application/xml lets the BOM
+    # and the XML declaration decide the encoding (RFC 7303). No Content-Location: feedparser would resolve
+    # each RSS <guid> against it (`<guid>12345</guid>` → `https://host/feed/12345`), so a feed that moves
+    # would change every key and alert everything again. Links are resolved against the feed URL instead.
+    headers = {"content-type": content_type or "application/xml"}
+    try:
+        result = _feedparser(body, headers)
+    except Exception:  # feedparser raises on a garbled encoding name, a `&#xD800;`, a `&#99999999;`
+        try:
+            result = _feedparser(_repaired(body), headers)
+        except Exception as error:  # a feed's bytes must never crash a poll: the operator gets the reason
+            return ParseFailure(f"unreadable feed ({_one_line(error)})")
+        warnings.append("feedparser failed; read again without the declared encoding and invalid &#...; references")
+    if not result.entries and b"<rss:item" in body and b"xmlns:rss" not in body:
+        # A real publisher prefixes every RSS element with an undeclared `rss:`, and feedparser sees no items.
+        with suppress(Exception):  # if the repaired body fails, the first reading stands
+            result = _feedparser(_UNDECLARED_RSS_PREFIX.sub(rb"\1", body), headers)
+    return result, warnings
 
 
 def _feedparser(body: bytes, response_headers: dict[str, str]) -> Any:
@@ -202,12 +209,12 @@ def _mend_utf8(body: bytes, content_type: str) -> bytes | None:
 
     feedparser reads a UTF-8 feed with one bad byte as windows-1252 from start to end, so every Cyrillic or
     Armenian word turns to mojibake and no name matches. Here the stray bytes alone are read as
-    windows-1252. Only for a body that says UTF-8 (or nothing) and has valid multi-byte sequences: a body
-    whose every high byte is invalid is in another encoding, which feedparser's own fallbacks handle.
+    windows-1252. Only for a body that says UTF-8 (or nothing) and has more valid multi-byte characters than
+    stray bytes: otherwise it is in another encoding, which feedparser's own fallbacks handle.
     """
     charset = _CHARSET.search(content_type)
     declared = _DECLARED_NAME.match(body)
-    if charset and charset[1].lower() not in _UTF8 or declared and declared[1].lower() not in _UTF8_BYTES:
+    if (charset and charset[1].lower() not in _UTF8) or (declared and declared[1].lower() not in _UTF8_BYTES):
         return None
     if _ascii_compatible(body) is not body:
         return None  # UTF-16/32 or EBCDIC
@@ -216,7 +223,8 @@ def _mend_utf8(body: bytes, content_type: str) -> bytes | None:
         return None
     except UnicodeDecodeError:
         text = body.decode("utf-8", errors="surrogateescape")
-    if _VALID_NON_ASCII.search(text) is None:
+    # Latin-1 text makes a valid UTF-8 sequence now and then (`é` + NBSP + `»` reads as 頻): UTF-8 must win.
+    if len(_VALID_NON_ASCII.findall(text)) <= len(_ESCAPED_BYTE.findall(text)):
         return None
     mended = _ESCAPED_BYTE.sub(lambda byte: bytes([ord(byte[0]) - 0xDC00]).decode("cp1252", "replace"), text)
     return mended.encode("utf-8")

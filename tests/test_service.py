@@ -1,0 +1,207 @@
+"""The service's rules beyond the happy path, on real local parts (feed farm, webhook sink, SQLite file):
+backfill on a new feed, digests, the hourly cap, channels removed with alerts pending, saved feeds, and the
+read-only commands."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config, load_config
+from monitor.fetch import Fetcher
+from monitor.runner import fetch_policy
+from monitor.service import CycleReport, DeliveryReport, Service
+from monitor.store.engine import open_engine, upgrade
+from monitor.store.repo import Store
+from tests.conftest import cli
+from tests.servers import FeedFarm, Route, WebhookSink, running
+
+KEYWORDS = """\
+schema = 1
+[entities.karabakh]
+kind = "place"
+names = ["Karabakh", "Stepanakert"]
+[[rules]]
+id = "karabakh"
+query = "@karabakh"
+priority = "high"
+"""
+
+
+def rss(*items: tuple[str, str, datetime | None]) -> bytes:
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>https://x.example/{guid}</link>"
+        + (f"<pubDate>{format_datetime(when)}</pubDate>" if when else "")
+        + "</item>"
+        for guid, title, when in items
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>X</title>{body}</channel></rss>'.encode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, farm: FeedFarm, sink: WebhookSink) -> None:
+        self.dir = tmp_path / "config"
+        self.dir.mkdir()
+        self.db = f"sqlite:///{tmp_path}/monitor.db"
+        self.farm, self.sink, self.clock = farm, sink, Clock()
+        self.console: list[str] = []
+        (self.dir / "keywords.toml").write_text(KEYWORDS)
+        self.feeds(farm.url("/x.xml"))
+
+    def feeds(self, *urls: str, backfill: str = "24h") -> None:
+        listed = "".join(f'[[feeds]]\nurl = "{url}"\n' for url in urls)
+        (self.dir / "feeds.toml").write_text(
+            f'[defaults]\nbackfill = "{backfill}"\n[fetch]\nallow_private_addresses = true\n{listed}'
+        )
+
+    def channels(self, text: str) -> None:
+        (self.dir / "channels.toml").write_text(text)
+
+    def config(self) -> Config:
+        return load_config(self.dir)
+
+    async def _cycle(self, poll: bool) -> tuple[CycleReport, DeliveryReport]:
+        config = self.config()
+        assert config.feeds is not None
+        engine = open_engine(self.db)
+        upgrade(engine)
+        async with Fetcher(fetch_policy(config.feeds)) as fetcher:
+            service = Service(config, Store(engine), fetcher, now=self.clock, console=self.console.append)
+            try:
+                report = await service.poll(every=True) if poll else CycleReport()
+                return report, await service.deliver()
+            finally:
+                service.close()
+                engine.dispose()
+
+    def cycle(self, poll: bool = True) -> tuple[CycleReport, DeliveryReport]:
+        return asyncio.run(self._cycle(poll))
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    farm, sink = FeedFarm(), WebhookSink()
+    with running(farm, sink):
+        yield Harness(tmp_path, farm, sink)
+
+
+def test_new_feed_backfill_alerts_only_recent_items(harness: Harness) -> None:
+    now = harness.clock.now
+    harness.farm.routes["/x.xml"] = Route(rss(
+        ("old", "Stepanakert archive story", now - timedelta(days=3)),
+        ("undated", "Stepanakert undated story", None),
+        ("recent", "Stepanakert breaking story", now - timedelta(hours=2)),
+    ))  # fmt: skip
+    report, _ = harness.cycle()
+    assert (report.new_items, report.alerts) == (3, 1)
+    assert len(harness.console) == 1 and "breaking" in harness.console[0]
+    # After the first poll, an undated new item alerts like any other.
+    harness.farm.routes["/x.xml"] = Route(rss(("later", "Karabakh later story", None)))
+    report, _ = harness.cycle()
+    assert report.alerts == 1 and "later" in harness.console[-1]
+
+
+def test_digest_channel_waits_for_its_schedule_and_sends_one_message(harness: Harness) -> None:
+    harness.clock.now = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # 09:00 in Baku
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\nmode = "digest"\n'
+                     'schedule = "0 13 * * *"\ntimezone = "Asia/Baku"\n')  # fmt: skip
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{i}", f"Karabakh story {i}", harness.clock.now) for i in range(3))))
+    harness.feeds(harness.farm.url("/x.xml"), backfill="30d")
+    report, delivered = harness.cycle()
+    assert report.alerts == 3 and delivered.sent == 0 and harness.sink.attempts == 0
+    harness.clock.now = datetime(2026, 11, 25, 8, 59, tzinfo=UTC)  # 12:59 in Baku
+    assert harness.cycle(poll=False)[1].sent == 0
+    harness.clock.now = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # 13:00 in Baku
+    assert harness.cycle(poll=False)[1].sent == 3
+    [message] = harness.sink.received
+    assert message["body"]["title"] == "monitor digest: 3 stories"
+    assert all(f"«Karabakh» story {i}" in message["body"]["message"] for i in range(3))
+
+
+def test_hourly_cap_folds_the_rest_into_one_summary(harness: Harness) -> None:
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\nmax_per_hour = 3\n')
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{i}", f"Karabakh story {i}", harness.clock.now) for i in range(6))))
+    _, delivered = harness.cycle()
+    assert delivered.sent == 6
+    titles = [r["body"]["title"] for r in harness.sink.received]
+    assert len(titles) == 3  # two single alerts and one summary of the other four
+    assert titles[-1] == "monitor: more alerts this hour: 4 stories"
+    # The hour is used up: the next story waits, then goes out.
+    harness.farm.routes["/x.xml"] = Route(rss(("s9", "Karabakh story 9", harness.clock.now)))
+    _, delivered = harness.cycle()
+    assert delivered.sent == 0 and len(harness.sink.received) == 3
+    harness.clock.now += timedelta(hours=1, minutes=6)
+    assert harness.cycle(poll=False)[1].sent == 1
+    assert "Karabakh story 9" in harness.sink.received[-1]["body"]["title"]
+
+
+def test_channel_removed_with_alerts_pending_cancels_them(harness: Harness) -> None:
+    harness.channels(
+        f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n\n'
+        f'[channels.night]\nurls = ["{harness.sink.url("/night")}"]\n'
+    )
+    harness.sink.fail_with = 503
+    harness.farm.routes["/x.xml"] = Route(rss(("s1", "Karabakh story", harness.clock.now)))
+    _, delivered = harness.cycle()
+    assert delivered.failed == 2
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.sink.fail_with = None
+    harness.clock.now += timedelta(minutes=5)
+    _, delivered = harness.cycle(poll=False)
+    assert (delivered.sent, delivered.cancelled) == (1, 1)
+    assert [r["path"] for r in harness.sink.received] == ["/hook"]
+    result = cli("alerts", "--db", harness.db)
+    assert "night[0]: cancelled" in result.stdout and "desk[0]: sent" in result.stdout
+
+
+def test_saved_feed_from_a_path(harness: Harness) -> None:
+    saved = harness.dir / "saved.xml"
+    saved.write_bytes(rss(("f1", "Stepanakert from a saved file", harness.clock.now)))
+    harness.feeds("saved.xml", saved.as_uri().replace("saved.xml", "missing.xml"))
+    report, _ = harness.cycle()
+    assert report.alerts == 1 and report.failed == 1
+    assert "file not found" in report.failures[0][1]
+
+
+def test_feeds_and_alerts_commands(harness: Harness) -> None:
+    harness.farm.routes["/x.xml"] = Route(rss(("s1", "Stepanakert story", harness.clock.now)))
+    harness.feeds(harness.farm.url("/x.xml"), harness.farm.url("/gone.xml"))
+    harness.farm.routes["/gone.xml"] = Route(b"", status=410)
+    harness.cycle()
+    feeds = cli("feeds", "--db", harness.db)
+    assert feeds.code == 0
+    assert "gone" in feeds.stdout and "stopped" in feeds.stdout and "HTTP 410" in feeds.stdout
+    alerts = cli("alerts", "--db", harness.db)
+    assert alerts.code == 0 and "Stepanakert story" in alerts.stdout and "console[0]: sent" in alerts.stdout
+
+
+def test_read_only_commands_need_an_existing_database(tmp_path: Path) -> None:
+    result = cli("feeds", "--db", f"sqlite:///{tmp_path}/none.db")
+    assert result.code == 1 and "run `monitor run` first" in result.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_notify_test_and_db_upgrade(harness: Harness) -> None:
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    result = cli("notify-test", "--config-dir", str(harness.dir))
+    assert result.code == 0 and "desk json://127.0.0.1" in result.stdout and ": sent" in result.stdout
+    assert harness.sink.received[0]["body"]["title"] == "monitor: test message"
+    assert cli("notify-test", "nope", "--config-dir", str(harness.dir)).code == 1
+    harness.sink.fail_with = 500
+    failed = cli("notify-test", "desk", "--config-dir", str(harness.dir))
+    assert failed.code == 1 and "FAILED" in failed.stdout
+    upgraded = cli("db", "upgrade", "--db", harness.db)
+    assert upgraded.code == 0 and "up to date" in upgraded.stdout

@@ -1,0 +1,187 @@
+"""The repository on real databases (a SQLite file and the local PostgreSQL): leases, feed state, dedup
+across feeds, the outbox. Every case runs on both."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitor.config import FeedSpec
+from monitor.records import Hit, Item, NewItem, PollOutcome, RuleMatch
+from monitor.store.engine import open_engine, upgrade
+from monitor.store.repo import Route, Store
+
+NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture
+def store(database: str) -> Iterator[Store]:
+    engine = open_engine(database)
+    upgrade(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def spec(url: str, name: str | None = None) -> FeedSpec:
+    return FeedSpec(url, name, timedelta(minutes=10))
+
+
+def item(key: str, url: str | None, fingerprint: str, title: str = "Shelling in Stepanakert") -> Item:
+    return Item(key=key, url=url, link=url, title=title, summary="", content="", published=NOW, fingerprint=fingerprint)
+
+
+MATCH = RuleMatch("escalation", "urgent", (Hit("khankendi", "Stepanakert", "title", 12, 23),))
+
+
+def route(matches: object) -> list[Route]:
+    return [("desk", 0, NOW), ("desk", 1, NOW)]
+
+
+def ok(feed_id: int, *items: NewItem, permanent_url: str | None = None) -> PollOutcome:
+    return PollOutcome(
+        feed_id=feed_id, status="ok", new_items=items, etag='"e1"', body_hash="h", permanent_url=permanent_url
+    )
+
+
+def test_sync_claim_and_leases(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss", "A"), spec("https://b.example/rss")], NOW)
+    first = store.claim_due(NOW, 10, LEASE, "one")
+    assert sorted(t.url for t in first) == ["https://a.example/rss", "https://b.example/rss"]
+    assert all(t.first_poll for t in first)
+    # Leased: nobody else gets them until the lease runs out.
+    assert store.claim_due(NOW, 10, LEASE, "two") == []
+    assert len(store.claim_due(NOW + LEASE + timedelta(seconds=1), 10, LEASE, "two")) == 2
+    # A poll recorded with its next due time releases the lease.
+    feed_a = next(t for t in first if t.name == "A")
+    store.record_poll(ok(feed_a.feed_id), NOW + timedelta(minutes=10), NOW, route)
+    assert store.claim_due(NOW + timedelta(minutes=9), 10, LEASE, "x", exclude=()) == []
+    assert feed_a.feed_id in [t.feed_id for t in store.claim_due(NOW + timedelta(minutes=11), 10, LEASE, "x")]
+    # `every` ignores due times, `exclude` skips feeds already polled in this cycle.
+    later = NOW + timedelta(hours=1)
+    every = store.claim_due(later, 10, LEASE, "y", every=True, exclude=[feed_a.feed_id])
+    assert [t.url for t in every] == ["https://b.example/rss"]
+
+
+def test_removed_and_readded_feed_keeps_its_seen_keys(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    store.record_poll(ok(task.feed_id, NewItem(item("guid:1", "https://a.example/1", "f1"), (MATCH,), False)),
+                      NOW + timedelta(minutes=10), NOW, route)  # fmt: skip
+    store.sync_feeds([], NOW)
+    assert store.claim_due(NOW + timedelta(days=1), 10, LEASE, "one", every=True) == []
+    assert [f.active for f in store.feed_health()] == [False]
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [again] = store.claim_due(NOW + timedelta(days=1), 10, LEASE, "one", every=True)
+    assert again.feed_id == task.feed_id
+    assert store.known_keys(again.feed_id, ["guid:1", "guid:2"]) == {"guid:1"}
+
+
+def test_failure_backoff_state_and_gone(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    failed = PollOutcome(feed_id=task.feed_id, status="failed", error="HTTP 500 Internal Server Error")
+    store.record_poll(failed, NOW + timedelta(minutes=20), NOW, route)
+    [health] = store.feed_health()
+    assert (health.status, health.error_count, health.last_error) == ("failing", 1, "HTTP 500 Internal Server Error")
+    [task] = store.claim_due(NOW + timedelta(minutes=21), 10, LEASE, "one")
+    assert task.error_count == 1
+    store.record_poll(ok(task.feed_id), NOW + timedelta(minutes=30), NOW, route)
+    [health] = store.feed_health()
+    assert (health.status, health.error_count, health.last_error) == ("ok", 0, None)
+    [task] = store.claim_due(NOW + timedelta(hours=1), 10, LEASE, "one")
+    assert task.etag == '"e1"' and not task.first_poll
+    store.record_poll(PollOutcome(feed_id=task.feed_id, status="gone", error="HTTP 410 Gone"), None, NOW, route)
+    assert store.claim_due(NOW + timedelta(days=30), 10, LEASE, "one", every=True) == []
+    [health] = store.feed_health()
+    assert health.status == "gone" and health.last_error == "HTTP 410 Gone"
+
+
+def test_permanent_redirect_moves_the_feed_after_three_polls(store: Store) -> None:
+    store.sync_feeds([spec("https://old.example/rss")], NOW)
+    moved = "https://new.example/rss"
+    for poll in range(3):
+        [task] = store.claim_due(NOW + timedelta(hours=poll), 10, LEASE, "one", every=True)
+        assert task.url == "https://old.example/rss"
+        store.record_poll(ok(task.feed_id, permanent_url=moved), NOW, NOW, route)
+    [task] = store.claim_due(NOW + timedelta(hours=4), 10, LEASE, "one", every=True)
+    assert task.url == moved and task.etag is None
+    # The config still names the old URL: the row keeps following it.
+    store.sync_feeds([spec("https://old.example/rss")], NOW)
+    assert [f.url for f in store.feed_health()] == [moved]
+
+
+def test_same_story_across_feeds_alerts_once(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss", "A"), spec("https://b.example/rss", "B"),
+                      spec("https://c.example/rss", "C")], NOW)  # fmt: skip
+    tasks = {t.name or t.url: t for t in store.claim_due(NOW, 10, LEASE, "one")}
+    story = NewItem(item("guid:a1", "https://news.example/1", "fp-1"), (MATCH,), False)
+    stored = store.record_poll(ok(tasks["A"].feed_id, story), NOW, NOW, route)
+    assert (stored.new_items, stored.alerts, stored.deliveries) == (1, 1, 2)
+    # Same canonical URL in another feed; then same content under another URL in a third.
+    same_url = NewItem(item("guid:b1", "https://news.example/1", "fp-other", "Other words"), (MATCH,), False)
+    same_text = NewItem(item("guid:c1", "https://c.example/x", "fp-1"), (MATCH,), False)
+    assert store.record_poll(ok(tasks["B"].feed_id, same_url), NOW, NOW, route).alerts == 0
+    assert store.record_poll(ok(tasks["C"].feed_id, same_text), NOW, NOW, route).alerts == 0
+    # The same entry again in its own feed is not even new.
+    assert store.record_poll(ok(tasks["A"].feed_id, story), NOW, NOW, route).new_items == 0
+    [(alert, deliveries)] = store.recent_alerts(10)
+    assert alert.outlet == "A" and sorted(alert.also) == ["B", "C"]
+    assert alert.rules == ("escalation",) and alert.priority == "urgent"
+    assert [h.text for h in alert.hits] == ["Stepanakert"]
+    assert [(d.channel, d.target, d.status) for d in deliveries] == [("desk", 0, "pending"), ("desk", 1, "pending")]
+
+
+def test_silent_items_are_stored_without_alert(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    old = NewItem(item("guid:old", "https://a.example/old", "fp-old"), (MATCH,), True)
+    stored = store.record_poll(ok(task.feed_id, old), NOW, NOW, route)
+    assert (stored.new_items, stored.alerts) == (1, 0)
+    assert store.recent_alerts(10) == []
+
+
+def test_outbox_claim_done_retry_and_dead(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    store.record_poll(
+        ok(task.feed_id, NewItem(item("guid:1", "https://a.example/1", "f1"), (MATCH,), False)), NOW, NOW, route
+    )
+    first = store.claim_deliveries(NOW, 10, LEASE)
+    assert [(d.channel, d.target, d.attempts) for d in first] == [("desk", 0, 1), ("desk", 1, 1)]
+    assert first[0].idempotency_key != first[1].idempotency_key
+    assert store.claim_deliveries(NOW, 10, LEASE) == []  # leased
+    store.delivery_done([first[0].delivery_id], NOW)
+    store.delivery_failed(first[1].delivery_id, "HTTP 503", NOW + timedelta(minutes=1))
+    assert store.claim_deliveries(NOW + timedelta(seconds=30), 10, LEASE) == []  # not due yet
+    [retry] = store.claim_deliveries(NOW + timedelta(minutes=2), 10, LEASE)
+    assert (retry.delivery_id, retry.attempts) == (first[1].delivery_id, 2)
+    store.delivery_failed(retry.delivery_id, "550 mailbox unavailable", None, "dead")
+    assert store.claim_deliveries(NOW + timedelta(days=1), 10, LEASE) == []
+    [(_, deliveries)] = store.recent_alerts(10)
+    assert [(d.status, d.last_error) for d in deliveries] == [("sent", None), ("dead", "550 mailbox unavailable")]
+    assert store.sent_since("desk", 0, NOW - timedelta(hours=1)) == 1
+
+
+def test_concurrent_claims_never_share_a_feed(database: str, store: Store) -> None:
+    """Two instances claiming at once (threads with their own engines) get disjoint feeds."""
+    store.sync_feeds([spec(f"https://f{i}.example/rss") for i in range(40)], NOW)
+    claimed: list[list[int]] = [[], []]
+
+    def claim(slot: int) -> None:
+        engine = open_engine(database)
+        other = Store(engine)
+        for _ in range(10):
+            claimed[slot].extend(t.feed_id for t in other.claim_due(NOW, 3, LEASE, f"instance-{slot}"))
+        engine.dispose()
+
+    threads = [threading.Thread(target=claim, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not set(claimed[0]) & set(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 40
