@@ -1,36 +1,26 @@
 """Feed bytes to entries: RSS 0.9x/1.0/2.0 and Atom through feedparser, JSON Feed by hand. Pure.
 
-`parse_feed(body, headers, url)` reads a body that `fetch` already downloaded: it never opens a URL or a file
-(feedparser gets a byte stream and the response headers, never a location it could fetch), never reads the
-clock, and never raises on what a feed server sends. It returns a `ParsedFeed`, or a `ParseFailure` whose
-one-line reason the operator sees:
+`parse_feed(body, headers, url)` reads a body `fetch` already has: feedparser gets a byte stream and headers,
+never a location it could open; no clock; nothing a server sends makes it raise. It returns a `ParsedFeed`,
+or a `ParseFailure` with one line for the operator: "empty body"; "not a feed (HTML)" (a login wall or bot
+challenge served with 200); "refused: the feed declares XML entities" (billion laughs, quadratic blowup,
+XXE: a scan of the prolog finds `<!ENTITY` before any XML parser runs, so nothing is expanded or read; a
+DOCTYPE without entities, like RSS 0.91's Netscape DTD, is allowed: feedparser strips it and expat loads no
+external entity); "not a feed (<why>)"; "refused: gzip body over 16 MiB once decompressed" (a body gzipped
+without Content-Encoding is inflated here, up to a cap); "unreadable feed (<why>)" (feedparser raised even
+on a second reading, see `_read`).
 
-- "empty body";
-- "not a feed (HTML)": a login wall or bot challenge served with 200;
-- "refused: the feed declares XML entities": a DOCTYPE with `<!ENTITY` (billion laughs, quadratic blowup,
-  XXE). Refused by a scan of the prolog before any XML parser runs, so nothing is expanded, no memory is
-  spent and no external entity or DTD is ever read. A DOCTYPE without entity declarations (RSS 0.91's
-  Netscape DTD) is allowed: feedparser strips it and expat is told not to load external entities;
-- "not a feed (<why>)": XML or JSON that is not a feed, or gzip data that does not inflate;
-- "refused: gzip body over 16 MiB once decompressed": a body gzipped without Content-Encoding (some servers
-  do that) is inflated here, up to a cap;
-- "unreadable feed (<why>)": feedparser raised even on a second reading without the declared encoding name
-  and with impossible `&#...;` references replaced (what made it raise in the fuzz tests).
+A feed read with feedparser's `bozo` flag (wrong encoding, invalid bytes, illegal characters, cut off after
+complete items) is a feed: its entries are kept, the bozo message goes into `warnings`. An entry that cannot
+be read is skipped with a warning. When the body ends inside an entry, that half entry is skipped: keyed
+from half its fields, it would come back under another key with the whole feed and alert twice.
 
-A feed that parses with feedparser's `bozo` flag (wrong declared encoding, invalid bytes, illegal
-characters, cut off after complete items) is a feed: its entries are kept and the bozo message goes into
-`warnings`. An entry that cannot be read is skipped with a warning; the others are kept. When the body
-ends inside an entry, that half entry is skipped: keyed from half its fields, it would come back under
-another key once the whole feed arrives, and alert twice.
+Why `sanitize_html=False, resolve_relative_uris=False`: `normalize` turns HTML into text, so feedparser's
+sanitizer and its rewriting of links inside HTML are wasted. Without them feedparser read 8 corpus feeds in
+half the time (1,360 against 660 entries/s): 2.5-4x faster on full HTML bodies (TIME, a 1.5 MB blog), 5-20%
+on headline feeds. Entry links are resolved by feedparser against xml:base, then here against the feed URL.
 
-Why `sanitize_html=False, resolve_relative_uris=False`: `normalize` turns every HTML field into text, so
-feedparser's sanitizer and its rewriting of links inside HTML are wasted work. Without them feedparser read
-8 corpus feeds in half the time (1,360 against 660 entries/s): 2.5-4x faster on feeds with full HTML bodies
-(TIME, a 1.5 MB blog), 5-20% on headline feeds. Entry links are still resolved: by feedparser against
-xml:base, then here against the feed URL. The feed URL is not given to feedparser as Content-Location,
-because feedparser would resolve GUIDs against it too (see `parse_feed`).
-
-Why JSON Feed by hand: feedparser 6 does not read it, and the format is a small JSON object.
+Why JSON Feed by hand: feedparser 6 does not read it, and it is a small JSON object.
 """
 
 from __future__ import annotations
@@ -47,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html import escape
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
 import feedparser
@@ -93,12 +83,9 @@ class ParseFailure:
     reason: str
 
 
-@dataclass(frozen=True)
-class _Prolog:
-    root: str | None
-    """Name of the first element, None when there is none."""
-    doctype: str | None
-    """Name given in the DOCTYPE, None without one."""
+class _Prolog(NamedTuple):
+    root: str | None  # the first element's name
+    doctype: str | None  # the name the DOCTYPE gives
     declares_entities: bool
 
 
@@ -244,24 +231,22 @@ def _gunzip(body: bytes) -> bytes | ParseFailure:
 
 
 def _ascii_compatible(body: bytes) -> bytes:
-    """`body` in an encoding where markup is ASCII bytes, for the prolog scan only (UTF-16/32, EBCDIC)."""
-    head = body[:4]
-    codec = None
-    if head.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")) or head[:2] == b"\x00\x00":
-        codec = "utf-32-le" if head.startswith(b"\xff\xfe") else "utf-32-be"
-    elif head[1:4] == b"\x00\x00\x00":
-        codec = "utf-32-le"
-    elif head.startswith((b"\xfe\xff", b"\xff\xfe")):
-        codec = "utf-16"
-    elif head[:1] == b"\x00":
-        codec = "utf-16-be"
-    elif head[1:2] == b"\x00":
-        codec = "utf-16-le"
-    elif head == b"\x4c\x6f\xa7\x94":  # `<?xm` in EBCDIC
-        codec = "cp037"
-    if codec is None:
-        return body
-    return body.decode(codec, errors="replace").encode("utf-8")
+    """`body` where markup is ASCII bytes (UTF-16/32 and EBCDIC transcoded), for the scans done here."""
+    codec = _wide_codec(body[:4])
+    return body if codec is None else body.decode(codec, errors="replace").encode("utf-8")
+
+
+def _wide_codec(head: bytes) -> str | None:
+    """The codec of a body whose markup is not ASCII bytes, from its BOM or its first character `<`."""
+    if head.startswith(b"\xff\xfe\x00\x00") or head[1:4] == b"\x00\x00\x00":
+        return "utf-32-le"
+    if head[:2] == b"\x00\x00":
+        return "utf-32-be"
+    if head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "utf-16"
+    if head[:1] == b"\x00" or head[1:2] == b"\x00":
+        return "utf-16-be" if head[:1] == b"\x00" else "utf-16-le"
+    return "cp037" if head == b"\x4c\x6f\xa7\x94" else None  # `<?xm` in EBCDIC
 
 
 def _scan_prolog(data: bytes) -> _Prolog:
@@ -277,7 +262,7 @@ def _scan_prolog(data: bytes) -> _Prolog:
         for token in _DTD_TOKEN.finditer(data, declaration.end()):
             text = token[0]
             if text.upper() == b"<!ENTITY":
-                return _Prolog(None, doctype, declares_entities=True)
+                return _Prolog(None, doctype, True)
             if text == b"[":
                 depth += 1
             elif text == b"]":
@@ -287,7 +272,7 @@ def _scan_prolog(data: bytes) -> _Prolog:
                 break
         position = _MISC.match(data, end).end()  # type: ignore[union-attr]
     root = _ROOT.match(data, position)
-    return _Prolog(root[1].decode("latin-1") if root else None, doctype, declares_entities=False)
+    return _Prolog(root[1].decode("latin-1") if root else None, doctype, False)
 
 
 def _last_entry_cut_off(data: bytes) -> bool:
