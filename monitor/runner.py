@@ -132,7 +132,7 @@ async def _forever(config_dir: Path, config: Config, store: Store) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    watcher = _ConfigWatcher(config_dir)
+    watcher = ConfigWatcher(config_dir)
     async with Fetcher(fetch_policy(config.feeds)) as fetcher:
         service = Service(config, store, fetcher, console=_console_alert)
 
@@ -155,7 +155,7 @@ async def _forever(config_dir: Path, config: Config, store: Store) -> None:
     log.info("monitor stopped")
 
 
-class _ConfigWatcher:
+class ConfigWatcher:
     """Notices edited config files; applies them only once they are complete and valid (all-or-nothing)."""
 
     def __init__(self, directory: Path) -> None:
