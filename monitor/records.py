@@ -153,6 +153,8 @@ class FeedTask:
     """A feed leased for one poll: everything the poller needs, nothing it may change directly."""
 
     feed_id: int
+    config_url: str
+    """The URL as feeds.toml names it: how the feed's settings are found."""
     url: str
     """The URL to request (follows permanent redirects)."""
     name: str | None

@@ -41,6 +41,7 @@ DELIVERY_LEASE = timedelta(minutes=2)
 SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 200
+DEFAULT_INTERVAL = timedelta(minutes=10)
 
 
 def build_matcher(watchlist: WatchList) -> Matcher:
@@ -206,9 +207,7 @@ class Service:
             outcome = await self._new_items(task, result, read, now)
         else:
             outcome = read
-        interval = self._intervals.get(
-            task.url, self.feeds.feeds[0].interval if self.feeds.feeds else timedelta(minutes=10)
-        )
+        interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
         due = next_poll(outcome, interval, task.error_count, now, self.rng)
         stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
         extra = {"feed": task.name or task.url, "status": outcome.status}

@@ -139,6 +139,7 @@ class Store:
                 tasks.append(
                     FeedTask(
                         feed_id=_id(feed.id),
+                        config_url=feed.config_url,
                         url=feed.url,
                         name=feed.name or feed.title,
                         etag=state.etag,
