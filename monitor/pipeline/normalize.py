@@ -73,7 +73,7 @@ def normalize(entry: Entry, feed_url: str, now: datetime) -> Item | None:
 
 
 def entry_key(entry: Entry, feed_url: str = "") -> str | None:
-    """The key `normalize` gives this entry, or None when it would drop it.
+    """The key `normalize(entry, feed_url, ...)` gives this entry (same feed URL), or None when it drops it.
 
     Cheap when the entry has a GUID or a link (no text is extracted), so a poll can skip entries whose
     keys it already knows before normalizing them.
