@@ -14,6 +14,8 @@ from functools import cache
 from types import ModuleType
 from urllib.parse import urlsplit
 
+from monitor.pipeline.render import Message
+
 
 class _SecretFilter(logging.Filter):
     """Guards the loggers of Apprise and its HTTP stack: Apprise logs a webhook's full path at DEBUG
@@ -92,7 +94,10 @@ class SendResult:
 def message_format(url: str) -> str:
     """The body format the service behind `url` takes natively: text, markdown or html."""
     plugin = _apprise().Apprise.instantiate(_known(url))
-    value = getattr(getattr(plugin, "notify_format", None), "value", "text")
+    native = getattr(plugin, "notify_format", None)
+    if isinstance(native, tuple | list):  # Apprise 2 lists the formats a service takes, preferred first
+        native = native[0] if native else None
+    value = getattr(native, "value", "text")
     return value if value in ("text", "markdown", "html") else "text"
 
 
@@ -107,17 +112,27 @@ def scrub(text: str, url: str) -> str:
 _SAFE_PIECES = frozenset({"http", "https", "json", "jsons", "mailto", "mailtos", "localhost", "127.0.0.1"})
 
 
-def send(url: str, title: str, body: str, body_format: str, idempotency_key: str) -> SendResult:
+def send(url: str, message: Message, idempotency_key: str) -> SendResult:
     """One Apprise call to one target. Blocking: run it in a worker thread."""
     apprise = _apprise()
     scheme = urlsplit(url).scheme.lower()
     if scheme in _HEADER_SCHEMES:
         url += ("&" if "?" in url else "?") + "+X-Idempotency-Key=" + idempotency_key
     try:
-        sender = apprise.Apprise()
-        if not sender.add(_known(url)):
+        plugin = apprise.Apprise.instantiate(_known(url))
+        if plugin is None:
             return SendResult(False, f"Apprise cannot use this {scheme}:// URL (fix it in channels.toml)")
-        result = sender.notify(body=body, title=title, body_format=body_format)
+        title, body = message.title, message.body
+        if not getattr(plugin, "title_maxlen", 1):
+            # A service with no title field gets Apprise's own merge of title into body, unescaped: so the
+            # body opens with the heading this side escaped for its format instead.
+            title, body = (
+                "",
+                f"{message.heading}\n{body}" if message.format != "html" else f"{message.heading}<br>\n{body}",
+            )
+        sender = apprise.Apprise()
+        sender.add(plugin)
+        result = sender.notify(body=body, title=title, body_format=message.format)
     except Exception as e:  # Apprise plugins raise anything; one target's trouble is a value
         return SendResult(False, scrub(f"Apprise raised {type(e).__name__}: {e}", url))
     if result is None:

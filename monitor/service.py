@@ -136,7 +136,7 @@ class Service:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         console: Callable[[str], None] = print,
-        sender: Callable[[str, str, str, str, str], notify.SendResult] = notify.send,
+        sender: Callable[[str, Message, str], notify.SendResult] = notify.send,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -346,9 +346,7 @@ class Service:
             self.console(f"{message.title}\n{message.body}\n")
             return notify.SendResult(True)
         url = channel.targets[target]
-        call = asyncio.get_running_loop().run_in_executor(
-            self._send, self.sender, url, message.title, message.body, message.format, key
-        )
+        call = asyncio.get_running_loop().run_in_executor(self._send, self.sender, url, message, key)
         try:
             return await asyncio.wait_for(call, SEND_TIMEOUT)
         except TimeoutError:

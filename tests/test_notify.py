@@ -12,13 +12,16 @@ import uuid
 import pytest
 
 from monitor import notify
+from monitor.pipeline.render import Message
 from tests.servers import WebhookSink, running
+
+MESSAGE = Message("t", "b", "text", "t")
 
 
 def test_webhook_send_carries_the_idempotency_key() -> None:
     sink = WebhookSink()
     with running(sink):
-        result = notify.send(sink.url("/hook/t0ken"), "title", "body", "text", "monitor-1-desk-0")
+        result = notify.send(sink.url("/hook/t0ken"), Message("title", "body", "text", "title"), "monitor-1-desk-0")
     assert result == notify.SendResult(True)
     assert sink.keys == {"monitor-1-desk-0": 1}
     assert sink.received[0]["body"]["title"] == "title"
@@ -29,9 +32,9 @@ def test_failures_are_values_without_secrets(caplog: pytest.LogCaptureFixture) -
     sink = WebhookSink()
     sink.fail_with = 500
     with running(sink):
-        failed = notify.send(sink.url("/hook/SuperSecretPath42"), "t", "b", "text", "k")
+        failed = notify.send(sink.url("/hook/SuperSecretPath42"), MESSAGE, "k")
     assert not failed.ok and failed.retry and failed.error and failed.error.startswith("send failed:")
-    unusable = notify.send("slak://SuperSecretPath42", "t", "b", "text", "k")
+    unusable = notify.send("slak://SuperSecretPath42", MESSAGE, "k")
     assert not unusable.ok and unusable.error == "Apprise cannot use this slak:// URL (fix it in channels.toml)"
     for text in (failed.error, unusable.error, caplog.text):
         assert "SuperSecretPath42" not in text
@@ -69,10 +72,12 @@ def test_mqtt_send_reaches_mosquitto() -> None:
     client.loop_start()
     try:
         assert subscribed.wait(10)
-        result = notify.send(f"mqtt://127.0.0.1:1883/{topic}", "Stepanakert", "urgent alert", "text", "k")
+        message = Message("[URGENT] Stepanakert", "urgent alert", "text", "[URGENT] Stepanakert")
+        result = notify.send(f"mqtt://127.0.0.1:1883/{topic}", message, "k")
         assert result.ok, result.error
         assert arrived.wait(10)
     finally:
         client.loop_stop()
         client.disconnect()
-    assert b"urgent alert" in got[0]
+    # MQTT has no title field: the heading opens the body.
+    assert got[0].decode().startswith("[URGENT] Stepanakert\nurgent alert")

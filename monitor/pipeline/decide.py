@@ -5,6 +5,7 @@ alerted, and when to try again. The orchestrator (`service`) acts on them and de
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ def read_body(task: FeedTask, result: FetchResult, now: datetime) -> ReadFeed | 
     """What a fetch result means for this feed: items to consider, or the outcome to record as it is."""
     base = {"feed_id": task.feed_id, "http_status": result.http_status, "retry_after": result.retry_after}
     if result.status == "not_modified":
-        return PollOutcome(status="not_modified", etag=task.etag, last_modified=task.last_modified, **base)  # type: ignore[arg-type]
+        return PollOutcome(status="not_modified", etag=result.etag or task.etag,
+                           last_modified=result.last_modified or task.last_modified,
+                           permanent_url=result.permanent_url, **base)  # type: ignore[arg-type]  # fmt: skip
     if result.status in ("failed", "gone"):
         return PollOutcome(status=result.status, error=result.error, **base)  # type: ignore[arg-type]
     digest = body_digest(result.body)
@@ -93,9 +96,10 @@ def next_poll(
         return now + interval * rng.uniform(0.9, 1.1)
     failures = error_count + 1
     growth: float = 2.0 ** min(failures - 1, 20)
-    delay = min(interval * growth, MAX_BACKOFF) * rng.uniform(0.8, 1.2)
+    delay = min(interval * growth * rng.uniform(0.8, 1.2), MAX_BACKOFF)
     if outcome.retry_after is not None:
-        delay = max(delay, min(timedelta(seconds=outcome.retry_after), MAX_RETRY_AFTER))
+        asked = outcome.retry_after if math.isfinite(outcome.retry_after) else MAX_RETRY_AFTER.total_seconds()
+        delay = max(delay, timedelta(seconds=min(max(asked, 0.0), MAX_RETRY_AFTER.total_seconds())))
     return now + max(delay, interval)
 
 
@@ -104,5 +108,4 @@ def retry_delivery(attempts: int, now: datetime, rng: random.Random, max_attempt
     if attempts >= max_attempts:
         return None
     growth: float = 2.0 ** min(max(attempts - 1, 0), 20)
-    delay = min(timedelta(seconds=30) * growth, timedelta(hours=1))
-    return now + delay * rng.uniform(0.8, 1.2)
+    return now + min(timedelta(seconds=30) * growth * rng.uniform(0.8, 1.2), timedelta(hours=1))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from monitor.records import AlertView, Hit
@@ -22,14 +23,19 @@ Format = Literal["text", "markdown", "html"]
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SUMMARY_CHARS = 300
+HEADLINE_CHARS = 300
+TITLE_CHARS = 200
 DIGEST_MAX = 50
 
 
 @dataclass(frozen=True)
 class Message:
     title: str
+    """Plain text, for services with a title of their own (an email subject)."""
     body: str
     format: Format
+    heading: str = ""
+    """The title escaped and set in `format`, for services with no title field: it opens the body."""
 
 
 def _inert(text: str) -> str:
@@ -84,10 +90,12 @@ def _when(moment: datetime | None, zone: ZoneInfo) -> str:
 def _link(url: str | None, fmt: Format) -> str:
     if not url or not url.startswith(("http://", "https://")):
         return ""
+    # Characters a URL may not hold raw (< > " space ...) are percent-encoded, so a link can carry no markup.
+    url = quote(url, safe="%/:=&?~#+!$,;'@()*[]")
     if fmt == "html":
         return f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
     if fmt == "markdown":
-        return "<" + url.replace(">", "%3E").replace(" ", "%20") + ">"
+        return f"<{url}>"
     return url
 
 
@@ -97,11 +105,12 @@ def _names(hits: Sequence[Hit]) -> list[str]:
 
 def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
     """One story: headline with the matched names marked, outlet, time, rules, priority, link, also-ran."""
-    title = f"[{alert.priority.upper()}] {_clip(_inert(alert.title), 200)}"
+    title = f"[{alert.priority.upper()}] {_clip(alert.title, TITLE_CHARS)}"
     newline = "<br>\n" if fmt == "html" else "\n"
     summary = alert.summary if len(alert.summary) <= SUMMARY_CHARS else _clip(alert.summary, SUMMARY_CHARS)
+    headline = alert.title if len(alert.title) <= HEADLINE_CHARS else _clip(alert.title, HEADLINE_CHARS)
     lines = [
-        highlight(alert.title, alert.hits, "title", fmt),
+        highlight(headline, [h for h in alert.hits if h.end <= len(headline)], "title", fmt),
         f"{_escape(alert.outlet, fmt)} · {_when(alert.published or alert.detected, zone)} · {alert.priority}",
         f"rules: {_escape(', '.join(alert.rules), fmt)}",
         f"matched: {', '.join(_mark(_escape(n, fmt), fmt) for n in _names(alert.hits))}",
@@ -113,7 +122,12 @@ def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
         lines.append(link)
     if alert.also:
         lines.append(f"also: {_escape(', '.join(alert.also), fmt)}")
-    return Message(title, newline.join(lines), fmt)
+    return _message(title, newline.join(lines), fmt)
+
+
+def _message(title: str, body: str, fmt: Format) -> Message:
+    heading = _mark(_escape(title, fmt), fmt) if fmt != "text" else _inert(title)
+    return Message(_inert(title), body, fmt, heading)
 
 
 def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, heading: str) -> Message:
@@ -131,8 +145,8 @@ def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, head
         lines.append(" ".join(parts))
     if len(ranked) > DIGEST_MAX:
         lines.append(f"… and {len(ranked) - DIGEST_MAX} more: see `monitor alerts`")
-    return Message(f"{heading}: {len(alerts)} stories", newline.join(lines), fmt)
+    return _message(f"{heading}: {len(alerts)} stories", newline.join(lines), fmt)
 
 
 def render_test(channel: str, fmt: Format) -> Message:
-    return Message("monitor: test message", f"This is a test from monitor to channel {_escape(channel, fmt)}.", fmt)
+    return _message("monitor: test message", f"This is a test from monitor to channel {_escape(channel, fmt)}.", fmt)

@@ -1,0 +1,533 @@
+"""Poll cycles side by side: monitor's poll cycle and the `reader` library's `update_feeds()` against the same
+loopback farm (bench/farm.py), through the same scripted cycles, each client in its own process.
+
+Cycles, in order, each one after the other on the same database:
+1. first poll: every feed new to the client, 50 items each;
+2. steady: 80% of the feeds answer 304, 10% a changed body with no new item, 10% 1-3 new items;
+3. all 304: every feed answers 304.
+
+For each: wall time, CPU time of the client process (children included, should it start any), feeds/s,
+new items/s, the client's peak RSS so far, and the ratio monitor/reader. The farm is reset between the two
+clients, so both meet identical feeds and identical changes; the farm's own counts of 200s and 304s are
+printed beside each cycle to show it.
+
+    .venv/bin/python bench/cycle.py [--feeds 2000] [--workers 100] [--seed 1]
+    .venv/bin/python bench/cycle.py --feeds 2000 --clients monitor --profile /tmp/steady.prof
+
+With --profile, monitor's steady cycle runs under cProfile in every thread (the event loop, the parse
+threads, the database thread); the merged stats are written to the file (pstats format) and the top
+functions printed. Profiled timings are not comparable: run it apart from the side-by-side run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import marshal
+import os
+import pstats
+import random
+import resource
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from io import StringIO
+from pathlib import Path
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from farm import Farm, Plan, steady_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ("first poll", "steady", "all 304")
+TARGETS = {"first poll": 2.5, "steady": 10.0, "all 304": 5.0}
+MONITOR_IN_FLIGHT = 100
+"""monitor's `FetchPolicy.max_connections` default: the requests it has in flight at most."""
+
+
+# --- measuring a process and its children ----------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """Live descendants of `pid`, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def usage() -> tuple[float, int]:
+    """CPU seconds used so far and peak RSS in bytes, of this process plus its children (reaped and live)."""
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    peak = own.ru_maxrss * 1024 + reaped.ru_maxrss * 1024
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in _children(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            cpu += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick  # utime stime cutime cstime
+            with open(f"/proc/{pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peak += int(line.split()[1]) * 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu, peak
+
+
+# --- profiling every thread ------------------------------------------------------------------------------
+
+
+IDLE = frozenset(
+    {
+        "<method 'poll' of 'select.epoll' objects>",
+        "<method 'get' of '_queue.SimpleQueue' objects>",
+        "<method 'acquire' of '_thread.lock' objects>",
+    }
+)
+"""Profiled functions where a thread waits for work: not CPU."""
+
+
+class ThreadProfiles:
+    """cProfile in every thread: the main thread's, and one started in each new thread (install it before the
+    threads exist). `clear()` starts the window, `dump()` ends it and merges the threads' stats."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, cProfile.Profile] = {}
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        def bootstrap(frame: Any, event: str, arg: Any) -> None:
+            sys.setprofile(None)
+            profile = cProfile.Profile()
+            with self._lock:
+                self.profiles[f"{threading.current_thread().name}#{threading.get_ident()}"] = profile
+            profile.enable()
+
+        threading.setprofile(bootstrap)
+        main = cProfile.Profile()
+        self.profiles["MainThread"] = main
+        main.enable()
+
+    def clear(self) -> None:
+        with self._lock:
+            for profile in self.profiles.values():
+                profile.clear()
+
+    def dump(self, path: Path, top: int = 30) -> str:
+        """Write the merged stats to `path`; return a text summary: time per thread, top functions."""
+        files: list[str] = []
+        per_thread: list[tuple[float, float, str]] = []
+        with self._lock:
+            profiles = dict(self.profiles)
+        for name, profile in profiles.items():
+            profile.snapshot_stats()
+            stats: dict[Any, Any] = profile.stats
+            if not stats:
+                continue
+            total = sum(entry[2] for entry in stats.values())  # tottime
+            idle = sum(entry[2] for key, entry in stats.items() if key[2] in IDLE)
+            per_thread.append((total, total - idle, name))
+            part = path.with_name(f"{path.name}.{len(files)}")
+            with open(part, "wb") as handle:
+                marshal.dump(stats, handle)
+            files.append(str(part))
+        merged = pstats.Stats(*files)
+        merged.dump_stats(str(path))
+        for name in files:
+            os.unlink(name)
+        text = StringIO()
+        text.write("profiled time by thread: total, and busy = total less idle waits (epoll, queue get, lock):\n")
+        groups: dict[str, list[float]] = {}
+        for total, busy, name in per_thread:
+            group = name.split("#")[0].rstrip("_0123456789") or name
+            sums = groups.setdefault(group, [0.0, 0.0, 0])
+            sums[0], sums[1], sums[2] = sums[0] + total, sums[1] + busy, sums[2] + 1
+        for group, (total, busy, count) in sorted(groups.items(), key=lambda kv: -kv[1][1]):
+            text.write(f"  {group:<14} ({count:>2} threads) total {total:8.2f} s   busy {busy:8.2f} s\n")
+        for key in ("tottime", "cumulative"):
+            stream = StringIO()
+            pstats.Stats(str(path), stream=stream).sort_stats(key).print_stats(top)
+            body = stream.getvalue()
+            text.write(f"\ntop {top} by {key}:\n" + body[body.find("   ncalls") :])
+        return text.getvalue()
+
+
+# --- the clients -----------------------------------------------------------------------------------------
+
+
+def write_config(directory: Path, urls: Sequence[str], interval: str = "10m", channels: str | None = None) -> None:
+    """A monitor config directory: the shipped watch list, these feeds (loopback allowed), optional channels."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config" / "keywords.toml", directory / "keywords.toml")
+    if (ROOT / "config" / "sources").is_dir():
+        shutil.copytree(ROOT / "config" / "sources", directory / "sources", dirs_exist_ok=True)
+    lines = [f'[defaults]\ninterval = "{interval}"\nbackfill = "24h"\n', "[fetch]\nallow_private_addresses = true\n"]
+    lines += [f'[[feeds]]\nurl = "{url}"\n' for url in urls]
+    (directory / "feeds.toml").write_text("\n".join(lines))
+    if channels is not None:
+        (directory / "channels.toml").write_text(channels)
+
+
+Result = dict[str, Any]
+
+
+def _measured(run: Callable[[], Result]) -> Result:
+    cpu0, _ = usage()
+    started = time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - started
+    cpu1, peak = usage()
+    return {**result, "wall": wall, "cpu": cpu1 - cpu0, "peak_rss": peak}
+
+
+def monitor_client(
+    urls: list[str],
+    workdir: Path,
+    commands: Iterator[str],
+    emit: Callable[[Result], None],
+    profile: Path | None,
+    profile_phase: str = "steady",
+) -> None:
+    from monitor.config import load_config
+    from monitor.fetch import Fetcher
+    from monitor.runner import fetch_policy
+    from monitor.service import Service
+    from monitor.store.engine import open_engine, upgrade
+    from monitor.store.repo import Store
+
+    profiles = ThreadProfiles() if profile else None
+    if profiles is not None:
+        profiles.install()
+    write_config(workdir / "config", urls)
+    config = load_config(workdir / "config")
+    assert config.feeds is not None
+    engine = open_engine(f"sqlite:///{workdir / 'monitor.db'}")
+    upgrade(engine)
+    store = Store(engine)
+    printed = [0]
+
+    def console(text: str) -> None:
+        printed[0] += 1  # the console channel: counted, not printed
+
+    with asyncio.Runner() as runner:
+        fetcher = Fetcher(fetch_policy(config.feeds))
+        service = Service(config, store, fetcher, console=console)
+        emit({"ready": True})
+        for phase in commands:
+            if profiles is not None and phase == profile_phase:
+                profiles.clear()
+
+            def cycle() -> Result:
+                started = time.perf_counter()
+                report = runner.run(service.poll(every=True))
+                polled = time.perf_counter() - started
+                before = printed[0]
+                deliveries = runner.run(service.deliver())
+                return {
+                    "feeds": report.polled,
+                    "new_items": report.new_items,
+                    "not_modified": report.not_modified,
+                    "errors": report.failed,
+                    "alerts": report.alerts,
+                    "sent": deliveries.sent,
+                    "printed": printed[0] - before,
+                    "poll_wall": polled,
+                    "first_error": report.failures[0][1] if report.failures else None,
+                }
+
+            result = _measured(cycle)
+            if profiles is not None and phase == profile_phase and profile is not None:
+                result["profile"] = profiles.dump(profile)
+            emit(result)
+        runner.run(fetcher.close())
+        service.close()
+    if profiles is not None:
+        sys.stderr.flush()
+        os._exit(0)  # the other threads' profilers cannot be torn down from this thread
+
+
+def reader_client(
+    urls: list[str], workdir: Path, commands: Iterator[str], emit: Callable[[Result], None], workers: int
+) -> None:
+    from reader import make_reader
+
+    reader = make_reader(str(workdir / "reader.sqlite"))
+    for url in urls:
+        reader.add_feed(url, exist_ok=True)
+    emit({"ready": True})
+    for _phase in commands:
+
+        def cycle() -> Result:
+            counts = {"feeds": 0, "new_items": 0, "not_modified": 0, "errors": 0}
+            first_error = None
+            # scheduled=False: reader otherwise skips every feed updated less than its update interval ago.
+            for update in reader.update_feeds_iter(scheduled=False, workers=workers):
+                counts["feeds"] += 1
+                if update.value is None:
+                    counts["not_modified"] += 1
+                elif isinstance(update.value, Exception):
+                    counts["errors"] += 1
+                    first_error = first_error or repr(update.value)
+                else:
+                    counts["new_items"] += update.value.new
+            return {**counts, "first_error": first_error}
+
+        emit(_measured(cycle))
+    reader.close()
+
+
+def client_main(args: argparse.Namespace) -> None:
+    # The protocol goes to a copy of stdout; anything a library prints goes to stderr instead.
+    protocol: IO[str] = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def emit(result: Result) -> None:
+        protocol.write(json.dumps(result) + "\n")
+        protocol.flush()
+
+    def commands() -> Iterator[str]:
+        while line := sys.stdin.readline().strip():
+            if line == "quit":
+                return
+            yield line
+
+    urls = Path(args.urls).read_text().split()
+    workdir = Path(args.workdir)
+    if args.client == "monitor":
+        monitor_client(
+            urls, workdir, commands(), emit, Path(args.profile) if args.profile else None, args.profile_phase
+        )
+    else:
+        reader_client(urls, workdir, commands(), emit, args.workers)
+
+
+# --- the parent ------------------------------------------------------------------------------------------
+
+
+class Client:
+    """One client process, driven phase by phase over stdin/stdout."""
+
+    def __init__(self, name: str, urls_file: Path, workdir: Path, args: argparse.Namespace) -> None:
+        command = [
+            sys.executable,
+            __file__,
+            "--client",
+            name,
+            "--urls",
+            str(urls_file),
+            "--workdir",
+            str(workdir),
+            "--workers",
+            str(args.workers),
+        ]
+        if args.profile and name == "monitor":
+            command += ["--profile", args.profile, "--profile-phase", args.profile_phase]
+        self.name, self.timeout = name, args.phase_timeout
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.read(600)
+
+    def read(self, timeout: float) -> Result:
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                self.process.kill()
+                raise RuntimeError(f"{self.name}: no answer within {timeout:.0f} s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name}: the client exited (status {self.process.wait()})")
+        result: Result = json.loads(line)
+        return result
+
+    def run(self, phase: str) -> Result:
+        assert self.process.stdin is not None
+        self.process.stdin.write(phase + "\n")
+        self.process.stdin.flush()
+        return self.read(self.timeout)
+
+    def close(self) -> None:
+        if self.process.stdin is not None and self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.flush()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_client(
+    name: str, farm: Farm, plans: dict[str, Plan | None], args: argparse.Namespace, tmp: Path
+) -> dict[str, Result]:
+    farm.reset()
+    urls_file = tmp / "urls.txt"
+    urls_file.write_text("\n".join(farm.urls))
+    workdir = tmp / name
+    workdir.mkdir()
+    results: dict[str, Result] = {}
+    client = Client(name, urls_file, workdir, args)
+    try:
+        for phase in PHASES:
+            plan = plans[phase]
+            if plan is not None:
+                farm.next_cycle(plan)
+            else:
+                farm.counts()
+            print(f"  {name}: {phase} ...", file=sys.stderr, flush=True)
+            result = client.run(phase)
+            result["farm"] = farm.counts()
+            results[phase] = result
+    finally:
+        client.close()
+    return results
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.0f}" if value >= 10e6 else f"{value / 1e6:.1f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: argparse.Namespace) -> None:
+    info = farm.info
+    print(
+        f"\n{feeds:,} loopback feeds (farm: 50 items each, {info['raw_bytes'] / feeds / 1e3:.0f} KB, "
+        f"{info['gzip_bytes'] / feeds / 1e3:.0f} KB gzipped; {farm.kinds.count('bare')} without validators, "
+        f"{farm.kinds.count('volatile')} with a new lastBuildDate on every request; one address per feed), "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"concurrency: monitor as `run --once` builds it (Fetcher defaults: {MONITOR_IN_FLIGHT} requests in "
+        f"flight, 2 per host; 200 feeds claimed per batch); reader update_feeds(workers={args.workers}, "
+        f"scheduled=False): {args.workers} fetch threads"
+        + (" (= monitor's in-flight limit)" if args.workers == MONITOR_IN_FLIGHT else "")
+        + ", parsing and storing in the calling thread"
+    )
+    print("monitor's cycle is poll(every=True) then deliver() to the console channel (counted, not printed)")
+    names = list(results)
+    header = (
+        f"{'':16}{'wall s':>9}{'CPU s':>9}{'feeds/s':>10}{'new items/s':>13}{'peak RSS MB':>13}"
+        f"{'new items':>11}{'304':>7}{'errors':>8}{'alerts':>8}"
+    )
+    verdicts = []
+    for phase in PHASES:
+        farms = {name: results[name][phase]["farm"] for name in names}
+        seen = "; ".join(
+            f"{n}: {f.get('200', 0):,} × 200 ({_mb(f.get('bytes', 0))} MB), {f.get('304', 0):,} × 304"
+            for n, f in farms.items()
+        )
+        print(f"\n{phase} — the farm answered {seen}")
+        print(header)
+        rows: dict[str, dict[str, float]] = {}
+        for name in names:
+            r = results[name][phase]
+            row = {
+                "wall": r["wall"],
+                "cpu": r["cpu"],
+                "fps": feeds / r["wall"],
+                "ips": r["new_items"] / r["wall"],
+                "rss": r["peak_rss"],
+            }
+            rows[name] = row
+            alerts = f"{r['alerts']:>8,}" if "alerts" in r else f"{'-':>8}"
+            print(
+                f"{name:16}{row['wall']:9.2f}{row['cpu']:9.2f}{row['fps']:10,.0f}{row['ips']:13,.0f}"
+                f"{_mb(row['rss']):>13}{r['new_items']:>11,}{r['not_modified']:>7,}{r['errors']:>8,}{alerts}"
+            )
+            if r.get("first_error"):
+                print(f"{'':16}first error: {r['first_error']}")
+        if "monitor" in rows and "reader" in rows:
+            m, d = rows["monitor"], rows["reader"]
+            print(
+                f"{'monitor/reader':16}{_ratio(m['wall'], d['wall']):>9}{_ratio(m['cpu'], d['cpu']):>9}"
+                f"{_ratio(m['fps'], d['fps']):>10}{_ratio(m['ips'], d['ips']):>13}{_ratio(m['rss'], d['rss']):>13}"
+            )
+            target = TARGETS[phase]
+            ok = m["fps"] >= target * d["fps"] and (phase != "steady" or m["fps"] >= 1000)
+            extra = " and ≥ 1,000 feeds/s" if phase == "steady" else ""
+            verdicts.append(
+                f"{phase}: monitor {m['fps'] / d['fps']:.2f}x reader's feeds/s ({m['fps']:,.0f}/s), "
+                f"target ≥ {target:g}x{extra}: {'met' if ok else 'NOT met'}"
+            )
+        if "monitor" in results:
+            r = results["monitor"][phase]
+            print(
+                f"{'':16}monitor: poll {r['poll_wall']:.2f} s + deliver {r['wall'] - r['poll_wall']:.2f} s "
+                f"({r['sent']:,} alerts sent)"
+            )
+    if "monitor" in results:
+        peak = max(r["peak_rss"] for r in results["monitor"].values())
+        verdicts.append(f"monitor peak RSS {_mb(peak)} MB, target ≤ 300 MB: {'met' if peak <= 300e6 else 'NOT met'}")
+    if verdicts:
+        print("\ntargets (DESIGN.md §9, issue 4):")
+        for line in verdicts:
+            print(f"  {line}")
+    if "monitor" in results and "profile" in results["monitor"][args.profile_phase]:
+        print(f"\nprofile of monitor's {args.profile_phase} cycle (cProfile, every thread; stats in {args.profile}):")
+        print(results["monitor"][args.profile_phase]["profile"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=MONITOR_IN_FLIGHT,
+        help="reader's update_feeds workers (default: monitor's in-flight request limit)",
+    )
+    parser.add_argument("--clients", default="monitor,reader", help="which clients, in order (monitor,reader)")
+    parser.add_argument("--profile", help="cProfile monitor's steady cycle into this file (pstats format)")
+    parser.add_argument("--profile-phase", choices=PHASES, default="steady", help="the cycle to profile")
+    parser.add_argument("--phase-timeout", type=float, default=1800.0, help="give up on a cycle after this many s")
+    parser.add_argument("--client", choices=["monitor", "reader"], help=argparse.SUPPRESS)
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        client_main(args)
+        return
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if not clients or any(c not in ("monitor", "reader") for c in clients):
+        parser.error("--clients takes monitor, reader or both")
+    started = time.perf_counter()
+    print(f"starting the farm ({args.feeds:,} feeds) ...", file=sys.stderr, flush=True)
+    with Farm(args.feeds, args.seed) as farm, tempfile.TemporaryDirectory(prefix="monitor-cycle-") as tmp:
+        print(f"  farm ready in {farm.info['setup_s']} s", file=sys.stderr, flush=True)
+        plans: dict[str, Plan | None] = {
+            "first poll": None,
+            "steady": steady_plan(farm.kinds, random.Random(f"plan:{args.seed}")),
+            "all 304": Plan(force_304=True),
+        }
+        results = {name: run_client(name, farm, plans, args, Path(tmp)) for name in clients}
+        report(args.feeds, farm, results, args)
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
