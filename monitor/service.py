@@ -26,8 +26,9 @@ from zoneinfo import ZoneInfo
 from monitor import notify
 from monitor.config import ChannelSpec, Config, WatchList, load_config
 from monitor.config.loader import CONSOLE
-from monitor.pipeline.decide import ReadFeed, new_items, next_poll, read_body, retry_delivery
+from monitor.pipeline.decide import ReadFeed, new_items, next_poll, nothing_new, read_body, retry_delivery, triage
 from monitor.pipeline.match import Matcher
+from monitor.pipeline.prescan import scan
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, Item, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
@@ -202,11 +203,7 @@ class Service:
         """Fetch, read, match and store one leased feed; its failure is recorded, never raised."""
         result = await self.fetcher.fetch(task.url, task.etag, task.last_modified)
         now = self.now()
-        read = await asyncio.to_thread(read_body, task, result, now)
-        if isinstance(read, ReadFeed):
-            outcome = await self._new_items(task, result, read, now)
-        else:
-            outcome = read
+        outcome = await self._read(task, result, now)
         interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
         due = next_poll(outcome, interval, task.error_count, now, self.rng)
         stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
@@ -218,6 +215,25 @@ class Service:
         for warning in outcome.warnings:
             log.warning("feed warning: %s", warning, extra=extra)
         return outcome, stored
+
+    async def _read(self, task: FeedTask, result: FetchResult, now: datetime) -> PollOutcome:
+        """The outcome of one response: most need no parsing (304s, failures, identical bodies, bodies whose
+        entries are all known); the rest have only their new entries parsed."""
+        digest = triage(task, result)
+        if isinstance(digest, PollOutcome):
+            return digest
+        found = scan(result.body)
+        cut = None
+        if found is not None:
+            known = await self._in_db(self.store.known_keys, task.feed_id, found.keys)
+            fresh = [position for position, key in enumerate(found.keys) if key not in known]
+            if not fresh:
+                return nothing_new(task, result, digest)
+            cut = (found, fresh)
+        read = await asyncio.to_thread(read_body, task, result, now, cut)
+        if isinstance(read, ReadFeed):
+            return await self._new_items(task, result, read, now)
+        return read
 
     async def _new_items(self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime) -> PollOutcome:
         known = await self._in_db(self.store.known_keys, task.feed_id, [item.key for item in read.items])

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from monitor.pipeline.normalize import normalize
 from monitor.pipeline.parse import ParseFailure, parse_feed
+from monitor.pipeline.prescan import Scan, only
 from monitor.records import FeedTask, FetchResult, Item, NewItem, PollOutcome, RuleMatch
 
 MAX_ITEMS_PER_POLL = 500
@@ -35,8 +36,9 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def read_body(task: FeedTask, result: FetchResult, now: datetime) -> ReadFeed | PollOutcome:
-    """What a fetch result means for this feed: items to consider, or the outcome to record as it is."""
+def triage(task: FeedTask, result: FetchResult) -> PollOutcome | str:
+    """The outcome to record when the response needs no reading (304, failure, a body identical to the
+    last one), else the new body's digest."""
     base = {"feed_id": task.feed_id, "http_status": result.http_status, "retry_after": result.retry_after}
     if result.status == "not_modified":
         return PollOutcome(status="not_modified", etag=result.etag or task.etag,
@@ -48,9 +50,36 @@ def read_body(task: FeedTask, result: FetchResult, now: datetime) -> ReadFeed | 
     if digest == task.body_hash:
         return PollOutcome(status="unchanged", etag=result.etag, last_modified=result.last_modified,
                            body_hash=digest, permanent_url=result.permanent_url, **base)  # type: ignore[arg-type]  # fmt: skip
-    parsed = parse_feed(result.body, result.headers, result.url)
+    return digest
+
+
+def nothing_new(task: FeedTask, result: FetchResult, digest: str) -> PollOutcome:
+    """A changed body whose entries are all known (the pre-scan said so): recorded without parsing."""
+    return PollOutcome(
+        feed_id=task.feed_id,
+        status="ok",
+        http_status=result.http_status,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        body_hash=digest,
+        permanent_url=result.permanent_url,
+    )
+
+
+def read_body(
+    task: FeedTask, result: FetchResult, now: datetime, cut: tuple[Scan, Sequence[int]] | None = None
+) -> ReadFeed | PollOutcome:
+    """What a fetch result means for this feed: items to consider, or the outcome to record as it is.
+
+    With `cut` (a pre-scan and the positions of the entries not seen before), feedparser reads only those
+    entries, cut out of the real body."""
+    digest = triage(task, result)
+    if isinstance(digest, PollOutcome):
+        return digest
+    body = result.body if cut is None else only(result.body, *cut)
+    parsed = parse_feed(body, result.headers, result.url)
     if isinstance(parsed, ParseFailure):
-        return PollOutcome(status="failed", error=parsed.reason, **base)  # type: ignore[arg-type]
+        return PollOutcome(feed_id=task.feed_id, status="failed", error=parsed.reason, http_status=result.http_status)
     warnings = list(parsed.warnings)
     items: dict[str, Item] = {}
     for entry in parsed.entries[:MAX_ITEMS_PER_POLL]:

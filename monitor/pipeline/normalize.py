@@ -78,9 +78,9 @@ def entry_key(entry: Entry, feed_url: str = "") -> str | None:
     Cheap when the entry has a GUID or a link (no text is extracted), so a poll can skip entries whose
     keys it already knows before normalizing them.
     """
-    guid_key = _guid_key(entry.guid)
-    if guid_key is not None:
-        return guid_key
+    by_guid = guid_key(entry.guid)
+    if by_guid is not None:
+        return by_guid
     link = _absolute(feed_url, entry.link)
     link_key = _link_key(link)
     if link_key is not None:
@@ -109,7 +109,7 @@ def clean_text(field: str, limit: int | None = None, *, raw_limit: int = _RAW_LI
 
 
 def _key(entry: Entry, link: str | None, title: str, text: str) -> str | None:
-    key = _guid_key(entry.guid) or _link_key(link)
+    key = guid_key(entry.guid) or _link_key(link)
     if key is not None:
         return key
     if not title and not text:
@@ -121,7 +121,8 @@ def _key(entry: Entry, link: str | None, title: str, text: str) -> str | None:
     return "hash:" + hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def _guid_key(guid: str | None) -> str | None:
+def guid_key(guid: str | None) -> str | None:
+    """The key of an entry with this GUID (whitespace and invisible characters folded), None without one."""
     cleaned = " ".join(_INVISIBLE.sub(" ", guid).split()) if guid else ""
     return _bounded("guid:", cleaned) if cleaned else None
 
