@@ -32,7 +32,8 @@ from monitor.pipeline.prescan import scan
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, Item, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
-from monitor.store.repo import Route, Store, StoredPoll
+from monitor.store.polls import Poll, Route, StoredPoll
+from monitor.store.repo import Store
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
@@ -41,7 +42,7 @@ FEED_LEASE = timedelta(minutes=5)
 DELIVERY_LEASE = timedelta(minutes=2)
 SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
-CLAIM_BATCH = 200
+CLAIM_BATCH = 5000
 DEFAULT_INTERVAL = timedelta(minutes=10)
 
 
@@ -107,6 +108,16 @@ class CycleReport:
     deliveries: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     """(feed, error) for each feed that failed."""
+
+    def add(self, task: FeedTask, outcome: PollOutcome, stored: StoredPoll) -> None:
+        self.polled += 1
+        self.not_modified += outcome.status in ("not_modified", "unchanged")
+        if outcome.status in ("failed", "gone"):
+            self.failed += 1
+            self.failures.append((task.name or task.url, outcome.error or outcome.status))
+        self.new_items += stored.new_items
+        self.alerts += stored.alerts
+        self.deliveries += stored.deliveries
 
     def __str__(self) -> str:
         return (
@@ -179,38 +190,41 @@ class Service:
         report = CycleReport()
         await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
         seen: set[int] = set()
-        while True:
-            tasks = await self._in_db(
-                self.store.claim_due, self.now(), CLAIM_BATCH, FEED_LEASE, self.owner, every, seen
-            )
-            if not tasks:
-                return report
-            seen.update(t.feed_id for t in tasks)
-            results = await asyncio.gather(*(self.poll_feed(task) for task in tasks))
-            for task, (outcome, stored) in zip(tasks, results, strict=True):
-                report.polled += 1
-                report.not_modified += outcome.status in ("not_modified", "unchanged")
-                if outcome.status in ("failed", "gone"):
-                    report.failed += 1
-                    report.failures.append((task.name or task.url, outcome.error or outcome.status))
-                report.new_items += stored.new_items
-                report.alerts += stored.alerts
-                report.deliveries += stored.deliveries
-                if on_feed is not None:
-                    on_feed(task, outcome)
+        writer = _Writer(self)
+        try:
+            while True:
+                tasks = await self._in_db(
+                    self.store.claim_due, self.now(), CLAIM_BATCH, FEED_LEASE, self.owner, every, seen
+                )
+                if not tasks:
+                    return report
+                seen.update(t.feed_id for t in tasks)
 
-    async def poll_feed(self, task: FeedTask) -> tuple[PollOutcome, StoredPoll]:
+                async def one(task: FeedTask) -> None:
+                    outcome, stored = await self.poll_feed(task, writer)
+                    report.add(task, outcome, stored)
+                    if on_feed is not None:
+                        on_feed(task, outcome)
+
+                await asyncio.gather(*(one(task) for task in tasks))
+        finally:
+            await writer.close()
+
+    async def poll_feed(self, task: FeedTask, writer: _Writer | None = None) -> tuple[PollOutcome, StoredPoll]:
         """Fetch, read, match and store one leased feed; its failure is recorded, never raised."""
         result = await self.fetcher.fetch(task.url, task.etag, task.last_modified)
         now = self.now()
         outcome = await self._read(task, result, now)
         interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
         due = next_poll(outcome, interval, task.error_count, now, self.rng)
-        stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
+        if writer is None:
+            stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
+        else:
+            stored = await writer.record(Poll(outcome, due))
         extra = {"feed": task.name or task.url, "status": outcome.status}
         if outcome.status in ("failed", "gone"):
             log.warning("poll failed: %s", outcome.error, extra=extra)
-        else:
+        elif stored.new_items:
             log.info("polled: %d new items, %d alerts", stored.new_items, stored.alerts, extra=extra)
         for warning in outcome.warnings:
             log.warning("feed warning: %s", warning, extra=extra)
@@ -379,3 +393,46 @@ class Service:
                 result = await self._send_one(channel, target, message, f"monitor-test-{channel.id}-{target}")
                 results.append((channel.id, channel.masked[target] if channel.targets else CONSOLE, result))
         return results
+
+
+class _Writer:
+    """Stores finished polls together: while one batch is being written, the polls that finish queue up
+    and go in the next, so a busy cycle makes a few large transactions and a quiet one waits for nothing."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.pending: list[tuple[Poll, asyncio.Future[StoredPoll]]] = []
+        self.wakeup = asyncio.Event()
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def record(self, poll: Poll) -> StoredPoll:
+        future: asyncio.Future[StoredPoll] = asyncio.get_running_loop().create_future()
+        self.pending.append((poll, future))
+        self.wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        self.closed = True
+        self.wakeup.set()
+        await self.task
+
+    async def _run(self) -> None:
+        service = self.service
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            batch, self.pending = self.pending, []
+            if batch:
+                try:
+                    stored = await service._in_db(
+                        service.store.record_polls, [poll for poll, _ in batch], service.now(), service._route
+                    )
+                except Exception as error:  # the polls' callers see it; the writer carries on
+                    for _, future in batch:
+                        future.set_exception(error)
+                else:
+                    for (_, future), result in zip(batch, stored, strict=True):
+                        future.set_result(result)
+            if self.closed and not self.pending:
+                return

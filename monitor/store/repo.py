@@ -9,7 +9,7 @@ SQLite's single write lock otherwise).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,16 +25,12 @@ from monitor.records import (
     DeliveryTask,
     FeedTask,
     Hit,
-    NewItem,
     PollOutcome,
     Priority,
-    RuleMatch,
 )
-from monitor.store.tables import AlertRow, DeliveryRow, FeedRow, FeedStateRow, ItemRow, MatchRow, StoryRow
-
-Route = tuple[str, int, datetime]
-"""Where an alert goes: channel id, target position, and when the delivery is first due."""
-Router = Callable[[Sequence[RuleMatch]], list[Route]]
+from monitor.store import polls as polls_module
+from monitor.store.polls import Poll, Router, StoredPoll
+from monitor.store.tables import AlertRow, DeliveryRow, FeedRow, FeedStateRow, ItemRow, MatchRow
 
 
 @dataclass(frozen=True)
@@ -64,15 +60,6 @@ class DeliveryState:
     attempts: int
     last_error: str | None
     sent_at: datetime | None
-
-
-@dataclass(frozen=True)
-class StoredPoll:
-    """What storing a poll did."""
-
-    new_items: int
-    alerts: int
-    deliveries: int
 
 
 class Store:
@@ -166,127 +153,20 @@ class Store:
         return found
 
     def record_poll(
-        self, outcome: PollOutcome, next_poll_at: datetime | None, now: datetime, route: Router, move_after: int = 3
+        self, outcome: PollOutcome, next_poll_at: datetime | None, now: datetime, route: Router
     ) -> StoredPoll:
-        """Store one poll in one transaction: new items, stories, matches, alerts and their deliveries
-        (the outbox), and the feed's state. Only after this commits is anything sent."""
+        """Store one poll; see `record_polls`."""
+        return self.record_polls([Poll(outcome, next_poll_at)], now, route)[0]
+
+    def record_polls(
+        self, polls: Sequence[Poll], now: datetime, route: Router, move_after: int = 3
+    ) -> list[StoredPoll]:
+        """Store a batch of polls in one transaction: new items, stories, matches, alerts and their
+        deliveries (the outbox), and each feed's state. Only after this commits is anything sent."""
         with Session(self.engine) as session:
-            state = session.get(FeedStateRow, outcome.feed_id)
-            feed = session.get(FeedRow, outcome.feed_id)
-            assert state is not None and feed is not None
-            stored = StoredPoll(0, 0, 0)
-            if outcome.status in ("ok", "not_modified", "unchanged"):
-                stored = self._store_items(session, feed, outcome.new_items, now, route)
-                state.status, state.error_count, state.last_error = "ok", 0, None
-                state.last_success_at = now
-                state.item_count += stored.new_items
-                if outcome.status == "ok":
-                    state.etag, state.last_modified = outcome.etag, outcome.last_modified
-                    state.body_hash = outcome.body_hash or state.body_hash
-                    if outcome.feed_title:
-                        feed.title = outcome.feed_title[:300]
-                self._follow_redirect(feed, state, outcome.permanent_url, move_after)
-            elif outcome.status == "gone":
-                state.status, state.last_error = "gone", outcome.error
-                state.error_count += 1
-            else:
-                state.status, state.last_error = "failing", outcome.error
-                state.error_count += 1
-            state.last_outcome = outcome.status
-            state.last_poll_at = now
-            state.next_poll_at = next_poll_at
-            state.lease_until, state.lease_owner = None, None
+            stored = polls_module.record(session, polls, now, route, move_after)
             session.commit()
             return stored
-
-    @staticmethod
-    def _follow_redirect(feed: FeedRow, state: FeedStateRow, target: str | None, move_after: int) -> None:
-        """Move the feed's URL only after `move_after` polls in a row ended at the same permanent target."""
-        if target is None or target == feed.url:
-            state.permanent_url, state.permanent_hits = None, 0
-            return
-        state.permanent_hits = state.permanent_hits + 1 if state.permanent_url == target else 1
-        state.permanent_url = target
-        if state.permanent_hits >= move_after:
-            feed.url, state.permanent_url, state.permanent_hits = target, None, 0
-            state.etag = state.last_modified = None
-
-    def _store_items(
-        self, session: Session, feed: FeedRow, items: Sequence[NewItem], now: datetime, route: Router
-    ) -> StoredPoll:
-        new = alerts = deliveries = 0
-        for new_item in items:
-            item = new_item.item
-            inserted = session.execute(
-                self._insert(ItemRow)
-                .values(
-                    feed_id=feed.id,
-                    key=item.key,
-                    url=item.url,
-                    link=item.link,
-                    fingerprint=item.fingerprint,
-                    title=item.title,
-                    summary=item.summary,
-                    content=item.content,
-                    published_at=item.published,
-                    seen_at=now,
-                    silent=new_item.silent,
-                )
-                .on_conflict_do_nothing(index_elements=["feed_id", "key"])
-                .returning(col(ItemRow.id))
-            ).scalar()
-            if inserted is None:
-                continue  # another instance stored it first
-            new += 1
-            story_id = self._story_for(session, inserted, item.url, item.fingerprint, item.title, now)
-            for match in new_item.matches:
-                hits = json.dumps([_hit_json(h) for h in match.hits], ensure_ascii=False)
-                session.add(MatchRow(item_id=inserted, rule=match.rule, priority=match.priority, hits=hits))
-            if new_item.silent or not new_item.matches:
-                continue
-            alert_id = session.execute(
-                self._insert(AlertRow)
-                .values(
-                    story_id=story_id,
-                    item_id=inserted,
-                    created_at=now,
-                    rules=json.dumps([m.rule for m in new_item.matches]),
-                    priority=min((m.priority for m in new_item.matches), key=PRIORITIES.index),
-                )
-                .on_conflict_do_nothing(index_elements=["story_id"])
-                .returning(col(AlertRow.id))
-            ).scalar()
-            if alert_id is None:
-                continue  # the story has alerted already: this outlet joins it ("also: ...")
-            alerts += 1
-            for channel, target, due in route(new_item.matches):
-                session.add(
-                    DeliveryRow(alert_id=alert_id, channel=channel, target=target, next_try_at=due, created_at=now)
-                )
-                deliveries += 1
-            session.flush()
-        return StoredPoll(new, alerts, deliveries)
-
-    @staticmethod
-    def _story_for(session: Session, item_id: int, url: str | None, fingerprint: str, title: str, now: datetime) -> int:
-        """The story an item belongs to: the same canonical URL, else the same content, else a new story."""
-        for column, value in ((col(ItemRow.url), url), (col(ItemRow.fingerprint), fingerprint)):
-            if value is None:
-                continue
-            existing = session.execute(
-                select(col(ItemRow.story_id))
-                .where(column == value, col(ItemRow.id) != item_id, col(ItemRow.story_id).is_not(None))
-                .limit(1)
-            ).scalar()
-            if existing is not None:
-                session.execute(update(ItemRow).where(col(ItemRow.id) == item_id).values(story_id=existing))
-                return int(existing)
-        story = StoryRow(title=title, first_seen_at=now)
-        session.add(story)
-        session.flush()
-        assert story.id is not None
-        session.execute(update(ItemRow).where(col(ItemRow.id) == item_id).values(story_id=story.id))
-        return story.id
 
     def feed_health(self) -> list[FeedHealth]:
         with Session(self.engine) as session:
@@ -423,10 +303,6 @@ class Store:
                 summary=item.summary,
             )
         return views
-
-
-def _hit_json(hit: Hit) -> dict[str, Any]:
-    return {"ref": hit.ref, "text": hit.text, "field": hit.field, "start": hit.start, "end": hit.end}
 
 
 def _id(value: int | None) -> int:

@@ -1,0 +1,259 @@
+"""Recording a batch of polls in one transaction: feed states, new items, stories, matches, alerts and the
+deliveries of the outbox. Set-based: a batch of hundreds of polls costs a handful of statements, not a few
+per item, which is what lets one process keep up with thousands of feeds.
+
+    outcomes ─► feed states (one SELECT, ORM updates flushed together)
+             └► new items ─► stories: same canonical URL, else same content, else new (bulk lookups)
+                          ─► items INSERT … ON CONFLICT DO NOTHING RETURNING (the dedup of record)
+                          ─► matches; alerts INSERT … ON CONFLICT (story) DO NOTHING; deliveries
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from monitor.records import PRIORITIES, Hit, NewItem, PollOutcome, RuleMatch
+from monitor.store.tables import AlertRow, DeliveryRow, FeedRow, FeedStateRow, ItemRow, MatchRow, StoryRow
+
+Route = tuple[str, int, datetime]
+"""Where an alert goes: channel id, target position, and when the delivery is first due."""
+Router = Callable[[Sequence[RuleMatch]], list[Route]]
+CHUNK = 400
+"""Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters."""
+
+
+@dataclass(frozen=True)
+class StoredPoll:
+    """What storing a poll did."""
+
+    new_items: int
+    alerts: int
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class Poll:
+    outcome: PollOutcome
+    next_poll_at: datetime | None
+
+
+def record(session: Session, polls: Sequence[Poll], now: datetime, route: Router, move_after: int) -> list[StoredPoll]:
+    """Apply `polls` in `session` (the caller commits): each feed's state, and everything new."""
+    ids = [poll.outcome.feed_id for poll in polls]
+    feeds = {row.id: row for row in session.exec(select(FeedRow).where(col(FeedRow.id).in_(ids)))}
+    states = {row.feed_id: row for row in session.exec(select(FeedStateRow).where(col(FeedStateRow.feed_id).in_(ids)))}
+    counts = _store_items(session, [p.outcome for p in polls], now, route)
+    stored = []
+    for poll in polls:
+        outcome, state, feed = poll.outcome, states[poll.outcome.feed_id], feeds[poll.outcome.feed_id]
+        result = counts.get(outcome.feed_id, StoredPoll(0, 0, 0))
+        _update_state(feed, state, outcome, poll.next_poll_at, now, result.new_items, move_after)
+        stored.append(result)
+    return stored
+
+
+def _update_state(feed: FeedRow, state: FeedStateRow, outcome: PollOutcome, next_poll_at: datetime | None,
+                  now: datetime, new_items: int, move_after: int) -> None:  # fmt: skip
+    if outcome.status in ("ok", "not_modified", "unchanged"):
+        state.status, state.error_count, state.last_error = "ok", 0, None
+        state.last_success_at = now
+        state.item_count += new_items
+        if outcome.status in ("ok", "unchanged"):
+            state.etag, state.last_modified = outcome.etag, outcome.last_modified
+            state.body_hash = outcome.body_hash or state.body_hash
+        if outcome.feed_title:
+            feed.title = outcome.feed_title[:300]
+        _follow_redirect(feed, state, outcome.permanent_url, move_after)
+    else:
+        state.status = "gone" if outcome.status == "gone" else "failing"
+        state.last_error = outcome.error
+        state.error_count += 1
+    state.last_outcome = outcome.status
+    state.last_poll_at = now
+    state.next_poll_at = next_poll_at
+    state.lease_until, state.lease_owner = None, None
+
+
+def _follow_redirect(feed: FeedRow, state: FeedStateRow, target: str | None, move_after: int) -> None:
+    """Move the feed's URL only after `move_after` polls in a row ended at the same permanent target."""
+    if target is None or target == feed.url:
+        state.permanent_url, state.permanent_hits = None, 0
+        return
+    state.permanent_hits = state.permanent_hits + 1 if state.permanent_url == target else 1
+    state.permanent_url = target
+    if state.permanent_hits >= move_after:
+        feed.url, state.permanent_url, state.permanent_hits = target, None, 0
+        state.etag = state.last_modified = None
+
+
+def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+def _upsert(session: Session, table: Any) -> Any:
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _store_items(
+    session: Session, outcomes: Sequence[PollOutcome], now: datetime, route: Router
+) -> dict[int, StoredPoll]:
+    fresh = [(o.feed_id, n) for o in outcomes for n in o.new_items]
+    if not fresh:
+        return {}
+    stories = _stories(session, [n for _, n in fresh], now)
+    inserted: dict[tuple[int, str], int] = {}
+    for start in range(0, len(fresh), CHUNK):
+        chunk, chunk_stories = fresh[start : start + CHUNK], stories[start : start + CHUNK]
+        rows = [
+            {
+                "feed_id": feed_id,
+                "key": n.item.key,
+                "url": n.item.url,
+                "link": n.item.link,
+                "fingerprint": n.item.fingerprint,
+                "story_id": story,
+                "title": n.item.title,
+                "summary": n.item.summary,
+                "content": n.item.content,
+                "published_at": n.item.published,
+                "seen_at": now,
+                "silent": n.silent,
+            }
+            for (feed_id, n), story in zip(chunk, chunk_stories, strict=True)
+        ]
+        statement = (
+            _upsert(session, ItemRow)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["feed_id", "key"])
+            .returning(col(ItemRow.id), col(ItemRow.feed_id), col(ItemRow.key))
+        )
+        for item_id, feed_id, key in _rows(session.execute(statement)):
+            inserted[(int(feed_id), str(key))] = int(item_id)
+        # Rows another instance stored first come back as nothing: they are not new here.
+    counts: dict[int, list[int]] = {}
+    matches: list[dict[str, Any]] = []
+    alerts: list[tuple[int, int, NewItem]] = []
+    alerted_stories: set[int] = set()
+    for (feed_id, new_item), story in zip(fresh, stories, strict=True):
+        item_id = inserted.get((feed_id, new_item.item.key))
+        if item_id is None:
+            continue
+        counts.setdefault(feed_id, [0, 0, 0])[0] += 1
+        for match in new_item.matches:
+            hits = json.dumps([_hit_json(h) for h in match.hits], ensure_ascii=False)
+            matches.append({"item_id": item_id, "rule": match.rule, "priority": match.priority, "hits": hits})
+        if new_item.matches and not new_item.silent and story not in alerted_stories:
+            alerted_stories.add(story)
+            alerts.append((feed_id, item_id, new_item))
+    for match_rows in _chunks(matches):
+        session.execute(insert(MatchRow), list(match_rows))
+    deliveries = _alerts(session, alerts, stories_by_item={i: s for (f, n), s in zip(fresh, stories, strict=True)
+                                                             if (i := inserted.get((f, n.item.key))) is not None},
+                         now=now, route=route, counts=counts)  # fmt: skip
+    for delivery_rows in _chunks(deliveries):
+        session.execute(insert(DeliveryRow), list(delivery_rows))
+    return {feed_id: StoredPoll(*numbers) for feed_id, numbers in counts.items()}
+
+
+def _stories(session: Session, items: Sequence[NewItem], now: datetime) -> list[int]:
+    """The story of each item: one already stored with the same canonical URL, else with the same content,
+    else one of the batch's own earlier items; new stories are created for the rest."""
+    urls = {n.item.url for n in items if n.item.url}
+    prints = {n.item.fingerprint for n in items}
+    by_url: dict[str, int] = {}
+    by_print: dict[str, int] = {}
+    for url_chunk, print_chunk in _paired_chunks(sorted(urls), sorted(prints)):
+        query = select(col(ItemRow.url), col(ItemRow.fingerprint), col(ItemRow.story_id)).where(
+            col(ItemRow.story_id).is_not(None),
+            or_(col(ItemRow.url).in_(url_chunk), col(ItemRow.fingerprint).in_(print_chunk)),
+        )
+        for url, fingerprint, story in _rows(session.execute(query)):
+            if url in urls:
+                by_url.setdefault(str(url), int(story))
+            if fingerprint in prints:
+                by_print.setdefault(str(fingerprint), int(story))
+    chosen: list[int | None] = []
+    needed: list[int] = []
+    for index, new_item in enumerate(items):
+        item = new_item.item
+        story = (by_url.get(item.url) if item.url else None) or by_print.get(item.fingerprint)
+        chosen.append(story)
+        if story is None:
+            needed.append(index)
+            # Later items of the batch with this URL or text join the story made for this one.
+            if item.url:
+                by_url.setdefault(item.url, -1 - index)
+            by_print.setdefault(item.fingerprint, -1 - index)
+    made: dict[int, int] = {}
+    for chunk in _chunks(needed):
+        rows = [{"title": items[index].item.title, "first_seen_at": now} for index in chunk]
+        statement = insert(StoryRow).returning(col(StoryRow.id), sort_by_parameter_order=True)
+        for index, (story_id,) in zip(chunk, _rows(session.execute(statement, rows)), strict=True):
+            made[index] = int(story_id)
+    result = []
+    for index, story in enumerate(chosen):
+        if story is None:
+            story = made[index]
+        elif story < 0:
+            story = made[-1 - story]
+        result.append(story)
+    return result
+
+
+def _paired_chunks(urls: list[str], prints: list[str]) -> Iterable[tuple[list[str], list[str]]]:
+    for start in range(0, max(len(urls), len(prints)), CHUNK):
+        yield urls[start : start + CHUNK], prints[start : start + CHUNK]
+
+
+def _alerts(session: Session, alerts: list[tuple[int, int, NewItem]], stories_by_item: dict[int, int],
+            now: datetime, route: Router, counts: dict[int, list[int]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Insert one alert per story that has none yet; return the deliveries of those that went in."""
+    deliveries: list[dict[str, Any]] = []
+    for chunk in _chunks(alerts):
+        rows = [
+            {
+                "story_id": stories_by_item[item_id],
+                "item_id": item_id,
+                "created_at": now,
+                "rules": json.dumps([m.rule for m in new_item.matches]),
+                "priority": min((m.priority for m in new_item.matches), key=PRIORITIES.index),
+            }
+            for _, item_id, new_item in chunk
+        ]
+        statement = (
+            _upsert(session, AlertRow)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["story_id"])
+            .returning(col(AlertRow.id), col(AlertRow.item_id))
+        )
+        made = {int(item_id): int(alert_id) for alert_id, item_id in _rows(session.execute(statement))}
+        for feed_id, item_id, new_item in chunk:
+            alert_id = made.get(item_id)
+            if alert_id is None:
+                continue  # the story alerted already: this outlet joins it ("also: ...")
+            counts[feed_id][1] += 1
+            for channel, target, due in route(new_item.matches):
+                deliveries.append(
+                    {"alert_id": alert_id, "channel": channel, "target": target, "next_try_at": due,
+                     "created_at": now, "status": "pending", "attempts": 0}
+                )  # fmt: skip
+                counts[feed_id][2] += 1
+    return deliveries
+
+
+def _rows(result: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """Result rows as plain tuples (SQLModel types them as objects)."""
+    return [tuple(row) for row in result]
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    return {"ref": hit.ref, "text": hit.text, "field": hit.field, "start": hit.start, "end": hit.end}
