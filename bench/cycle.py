@@ -211,7 +211,7 @@ def monitor_client(
 ) -> None:
     from monitor.config import load_config
     from monitor.fetch import Fetcher
-    from monitor.runner import fetch_policy
+    from monitor.runner import fetch_policy, parse_workers
     from monitor.service import Service
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store
@@ -232,7 +232,7 @@ def monitor_client(
 
     with asyncio.Runner() as runner:
         fetcher = Fetcher(fetch_policy(config.feeds))
-        service = Service(config, store, fetcher, console=console)
+        service = Service(config, store, fetcher, console=console, workers=parse_workers())
         emit({"ready": True})
         for phase in commands:
             if profiles is not None and phase == profile_phase:

@@ -72,6 +72,11 @@ def _single_instance(url: str) -> Iterator[None]:
         handle.close()
 
 
+def parse_workers() -> int:
+    """Processes that parse feeds: one per core."""
+    return os.cpu_count() or 1
+
+
 def fetch_policy(feeds: FeedsConfig) -> FetchPolicy:
     return FetchPolicy(
         timeout=feeds.timeout,
@@ -109,7 +114,7 @@ def _console_alert(text: str) -> None:
 async def _once(config: Config, store: Store) -> None:
     assert config.feeds is not None
     async with Fetcher(fetch_policy(config.feeds)) as fetcher:
-        service = Service(config, store, fetcher, console=_console_alert)
+        service = Service(config, store, fetcher, console=_console_alert, workers=parse_workers())
         try:
             if sys.stdout.isatty():
                 progress = Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -134,7 +139,7 @@ async def _forever(config_dir: Path, config: Config, store: Store) -> None:
         loop.add_signal_handler(signum, stop.set)
     watcher = ConfigWatcher(config_dir)
     async with Fetcher(fetch_policy(config.feeds)) as fetcher:
-        service = Service(config, store, fetcher, console=_console_alert)
+        service = Service(config, store, fetcher, console=_console_alert, workers=parse_workers())
 
         async def reload() -> None:
             fresh = watcher.changed()

@@ -16,9 +16,10 @@ import random
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -150,7 +151,10 @@ class Service:
         console: Callable[[str], None] = print,
         sender: Callable[[str, Message, str], notify.SendResult] = notify.send,
         owner: str | None = None,
+        workers: int = 0,
     ) -> None:
+        """`workers` > 0 parses in that many processes (feedparser holds the GIL: threads would not help);
+        0 parses in a thread, which is enough for tests and small desks."""
         self.store = store
         self.fetcher = fetcher
         self.now = now
@@ -161,6 +165,8 @@ class Service:
         # SQLite takes one writer at a time: all database work goes through one thread.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
+        # forkserver, not fork: this process already runs threads, which a fork would copy mid-flight.
+        self._cpu = ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) if workers > 0 else None
         self._formats: dict[str, Format] = {}
         self.reload(config)
 
@@ -175,6 +181,8 @@ class Service:
         self._intervals = {spec.url: spec.interval for spec in config.feeds.feeds}
 
     def close(self) -> None:
+        if self._cpu is not None:
+            self._cpu.shutdown(wait=True, cancel_futures=True)
         self._db.shutdown(wait=True)
         self._send.shutdown(wait=False, cancel_futures=True)
 
@@ -238,13 +246,16 @@ class Service:
             return digest
         found = scan(result.body)
         cut = None
-        if found is not None:
+        if found is not None and not task.first_poll:  # a feed never read has no known keys
             known = await self._in_db(self.store.known_keys, task.feed_id, found.keys)
             fresh = [position for position, key in enumerate(found.keys) if key not in known]
             if not fresh:
                 return nothing_new(task, result, digest)
             cut = (found, fresh)
-        read = await asyncio.to_thread(read_body, task, result, now, cut)
+        if self._cpu is None:
+            read = await asyncio.to_thread(read_body, task, result, now, cut)
+        else:
+            read = await asyncio.get_running_loop().run_in_executor(self._cpu, read_body, task, result, now, cut)
         if isinstance(read, ReadFeed):
             return await self._new_items(task, result, read, now)
         return read

@@ -73,13 +73,15 @@ class Harness:
     def config(self) -> Config:
         return load_config(self.dir)
 
-    async def _cycle(self, poll: bool) -> tuple[CycleReport, DeliveryReport]:
+    async def _cycle(self, poll: bool, workers: int = 0) -> tuple[CycleReport, DeliveryReport]:
         config = self.config()
         assert config.feeds is not None
         engine = open_engine(self.db)
         upgrade(engine)
         async with Fetcher(fetch_policy(config.feeds)) as fetcher:
-            service = Service(config, Store(engine), fetcher, now=self.clock, console=self.console.append)
+            service = Service(
+                config, Store(engine), fetcher, now=self.clock, console=self.console.append, workers=workers
+            )
             try:
                 report = await service.poll(every=True) if poll else CycleReport()
                 return report, await service.deliver()
@@ -87,8 +89,8 @@ class Harness:
                 service.close()
                 engine.dispose()
 
-    def cycle(self, poll: bool = True) -> tuple[CycleReport, DeliveryReport]:
-        return asyncio.run(self._cycle(poll))
+    def cycle(self, poll: bool = True, workers: int = 0) -> tuple[CycleReport, DeliveryReport]:
+        return asyncio.run(self._cycle(poll, workers))
 
 
 @pytest.fixture
@@ -205,3 +207,16 @@ def test_notify_test_and_db_upgrade(harness: Harness) -> None:
     assert failed.code == 1 and "FAILED" in failed.stdout
     upgraded = cli("db", "upgrade", "--db", harness.db)
     assert upgraded.code == 0 and "up to date" in upgraded.stdout
+
+
+def test_parsing_in_worker_processes_gives_the_same_result(harness: Harness) -> None:
+    """`monitor run` parses in a process pool; the pre-scan then cuts known entries out of changed bodies."""
+    now = harness.clock.now
+    harness.farm.routes["/x.xml"] = Route(rss(("a", "Stepanakert story", now), ("b", "Oslo weather", now)))
+    report, _ = harness.cycle(workers=1)
+    assert (report.new_items, report.alerts) == (2, 1)
+    harness.farm.routes["/x.xml"] = Route(rss(("a", "Stepanakert story", now), ("b", "Oslo weather", now),
+                                              ("c", "Karabakh new story", now)))  # fmt: skip
+    report, _ = harness.cycle(workers=1)
+    assert (report.new_items, report.alerts) == (1, 1)
+    assert "Karabakh new story" in harness.console[-1]
