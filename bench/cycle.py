@@ -75,11 +75,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def usage() -> tuple[float, int]:
-    """CPU seconds used so far and peak RSS in bytes, of this process plus its children (reaped and live)."""
+def usage() -> tuple[float, int, int]:
+    """CPU seconds used so far by this process and its children (reaped and live), this process's peak RSS,
+    and the sum of its children's peak RSS (bytes)."""
     own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
-    peak = own.ru_maxrss * 1024 + reaped.ru_maxrss * 1024
+    children = reaped.ru_maxrss * 1024
     tick = os.sysconf("SC_CLK_TCK")
     for pid in _children(os.getpid()):
         try:
@@ -89,10 +90,45 @@ def usage() -> tuple[float, int]:
             with open(f"/proc/{pid}/status") as handle:
                 for line in handle:
                     if line.startswith("VmHWM:"):
-                        peak += int(line.split()[1]) * 1024
+                        children += int(line.split()[1]) * 1024
         except (OSError, IndexError, ValueError):
             continue
-    return cpu, peak
+    return cpu, own.ru_maxrss * 1024, children
+
+
+def tree_pss() -> int:
+    """Proportional set size of this process and its live children, in bytes: shared pages counted once."""
+    total = 0
+    for pid in [os.getpid(), *_children(os.getpid())]:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as handle:
+                for line in handle:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class PssSampler:
+    """Samples `tree_pss()` twice a second in a thread; `peak` is the highest sample so far."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every, self.peak = every, tree_pss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, tree_pss())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_pss())
+        return self.peak
 
 
 # --- profiling every thread ------------------------------------------------------------------------------
@@ -193,12 +229,15 @@ Result = dict[str, Any]
 
 
 def _measured(run: Callable[[], Result]) -> Result:
-    cpu0, _ = usage()
+    cpu0, _, _ = usage()
+    sampler = PssSampler()
     started = time.perf_counter()
     result = run()
     wall = time.perf_counter() - started
-    cpu1, peak = usage()
-    return {**result, "wall": wall, "cpu": cpu1 - cpu0, "peak_rss": peak}
+    pss = sampler.stop()
+    cpu1, own, children = usage()
+    return {**result, "wall": wall, "cpu": cpu1 - cpu0, "peak_rss": own + children, "peak_rss_main": own,
+            "peak_rss_children": children, "peak_pss": pss, "processes": 1 + len(_children(os.getpid()))}  # fmt: skip
 
 
 def monitor_client(
@@ -412,6 +451,25 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
 
+def monitor_revision() -> str:
+    """The commit of the monitor under test, and whether its code has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "monitor"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return head + (" with uncommitted changes in monitor/" if dirty else "")
+
+
 def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: argparse.Namespace) -> None:
     info = farm.info
     print(
@@ -427,7 +485,10 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
         + (" (= monitor's in-flight limit)" if args.workers == MONITOR_IN_FLIGHT else "")
         + ", parsing and storing in the calling thread"
     )
-    print("monitor's cycle is poll(every=True) then deliver() to the console channel (counted, not printed)")
+    print(
+        "monitor's cycle is poll(every=True) then deliver() to the console channel (counted, not printed); "
+        f"monitor at {args.revision}"
+    )
     names = list(results)
     header = (
         f"{'':16}{'wall s':>9}{'CPU s':>9}{'feeds/s':>10}{'new items/s':>13}{'peak RSS MB':>13}"
@@ -479,9 +540,19 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
                 f"{'':16}monitor: poll {r['poll_wall']:.2f} s + deliver {r['wall'] - r['poll_wall']:.2f} s "
                 f"({r['sent']:,} alerts sent)"
             )
+        for name in names:
+            r = results[name][phase]
+            print(
+                f"{'':16}{name}: {r['processes']} process(es), peak RSS {_mb(r['peak_rss_main'])} MB main + "
+                f"{_mb(r['peak_rss_children'])} MB children, peak PSS {_mb(r['peak_pss'])} MB"
+            )
     if "monitor" in results:
         peak = max(r["peak_rss"] for r in results["monitor"].values())
-        verdicts.append(f"monitor peak RSS {_mb(peak)} MB, target ≤ 300 MB: {'met' if peak <= 300e6 else 'NOT met'}")
+        pss = max(r["peak_pss"] for r in results["monitor"].values())
+        verdicts.append(
+            f"monitor peak RSS {_mb(peak)} MB (sum over its processes; peak PSS {_mb(pss)} MB), target ≤ 300 MB: "
+            + ("met" if peak <= 300e6 else "met by PSS only" if pss <= 300e6 else "NOT met")
+        )
     if verdicts:
         print("\ntargets (DESIGN.md §9, issue 4):")
         for line in verdicts:
@@ -516,6 +587,8 @@ def main() -> None:
     if not clients or any(c not in ("monitor", "reader") for c in clients):
         parser.error("--clients takes monitor, reader or both")
     started = time.perf_counter()
+    args.revision = monitor_revision()
+    load_before = os.getloadavg()[0]
     print(f"starting the farm ({args.feeds:,} feeds) ...", file=sys.stderr, flush=True)
     with Farm(args.feeds, args.seed) as farm, tempfile.TemporaryDirectory(prefix="monitor-cycle-") as tmp:
         print(f"  farm ready in {farm.info['setup_s']} s", file=sys.stderr, flush=True)
@@ -526,7 +599,10 @@ def main() -> None:
         }
         results = {name: run_client(name, farm, plans, args, Path(tmp)) for name in clients}
         report(args.feeds, farm, results, args)
-    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+    print(
+        f"\n(total {time.perf_counter() - started:.0f} s; 1-minute load average {load_before:.2f} at the start, "
+        f"{os.getloadavg()[0]:.2f} at the end: other work on the machine skews both clients' figures)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from monitor import runner as monitor_runner
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle import ROOT, write_config
+from cycle import ROOT, monitor_revision, write_config
 from farm import Farm, Plan, probe_article
 
 PROBE = re.compile(r"\(report (\d{4}),")
@@ -123,6 +125,7 @@ async def wait_for(condition: object, deadline: float, step: float = 0.5) -> boo
 
 async def run(args: argparse.Namespace) -> int:
     rng = random.Random(f"latency:{args.seed}")
+    revision = monitor_revision()
     sink = Sink()
     await sink.start()
     started = time.time()
@@ -205,12 +208,14 @@ async def run(args: argparse.Namespace) -> int:
             if received is not None:
                 delivering.append(received - fetched)
     missing = len(injected) - len(total)
+    loops = (getattr(monitor_runner, "POLL_EVERY", math.nan), getattr(monitor_runner, "DELIVER_EVERY", math.nan))
     budget = args.interval + 2.0
     p99 = percentile(total, 0.99) if missing <= len(injected) * 0.01 else math.inf
     print(
-        f"\nalert latency: `monitor run` (interval {args.interval} s, poll loop every 5 s, deliver loop every 2 s) "
+        f"\nalert latency: `monitor run` (interval {args.interval} s, poll loop every {loops[0]:g} s, deliver loop "
+        f"every {loops[1]:g} s) "
         f"on {args.feeds} loopback feeds, json:// channel to a loopback sink; {len(injected)} items injected "
-        f"at random over {args.window} s into random feeds, with background churn"
+        f"at random over {args.window} s into random feeds, with background churn; monitor at {revision}"
     )
     print(f"{'':34}{'n':>5}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'max s':>8}")
     for label, values in (

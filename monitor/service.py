@@ -44,6 +44,7 @@ DELIVERY_LEASE = timedelta(minutes=2)
 SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
+POLL_WINDOW = 150
 DEFAULT_INTERVAL = timedelta(minutes=10)
 
 
@@ -199,6 +200,9 @@ class Service:
         await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
         seen: set[int] = set()
         writer = _Writer(self)
+        # Feeds in flight at once: enough to keep the fetcher busy, few enough that fetched bodies waiting
+        # for a parser do not pile up in memory.
+        window = asyncio.Semaphore(POLL_WINDOW)
         try:
             while True:
                 tasks = await self._in_db(
@@ -209,7 +213,8 @@ class Service:
                 seen.update(t.feed_id for t in tasks)
 
                 async def one(task: FeedTask) -> None:
-                    outcome, stored = await self.poll_feed(task, writer)
+                    async with window:
+                        outcome, stored = await self.poll_feed(task, writer)
                     report.add(task, outcome, stored)
                     if on_feed is not None:
                         on_feed(task, outcome)
