@@ -33,8 +33,10 @@ from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine
 from monitor.store.repo import Store
 
 log = logging.getLogger("monitor.runner")
-POLL_EVERY = 5.0
-DELIVER_EVERY = 2.0
+# Looking for due feeds is one indexed query: doing it every second keeps an item's wait for its poll
+# within the feed's interval plus a second.
+POLL_EVERY = 1.0
+DELIVER_EVERY = 1.0
 RELOAD_EVERY = 3.0
 
 
