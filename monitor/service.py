@@ -180,6 +180,7 @@ class Service:
         self.channels = {c.id: c for c in config.channels}
         self.matcher = build_matcher(config.watchlist)
         self._intervals = {spec.url: spec.interval for spec in config.feeds.feeds}
+        self._synced = False
 
     def close(self) -> None:
         if self._cpu is not None:
@@ -197,7 +198,9 @@ class Service:
     ) -> CycleReport:
         """Poll every due feed (every active feed with `every`) and store what is new."""
         report = CycleReport()
-        await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
+        if not self._synced:  # once per config: the scheduler calls poll every second
+            await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
+            self._synced = True
         seen: set[int] = set()
         writer = _Writer(self)
         # Feeds in flight at once: enough to keep the fetcher busy, few enough that fetched bodies waiting
