@@ -486,6 +486,10 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
         + ", parsing and storing in the calling thread"
     )
     print(
+        "peak RSS: the client's own plus its children's (a sum: shared pages count in each); peak PSS: sampled "
+        "every 0.5 s over the client's process tree, shared pages counted once"
+    )
+    print(
         "monitor's cycle is poll(every=True) then deliver() to the console channel (counted, not printed); "
         f"monitor at {args.revision}"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import signal
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -167,7 +168,11 @@ class Service:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
         # forkserver, not fork: this process already runs threads, which a fork would copy mid-flight.
-        self._cpu = ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) if workers > 0 else None
+        self._cpu = (
+            ProcessPoolExecutor(workers, mp_context=get_context("forkserver"), initializer=_worker_start)
+            if workers > 0
+            else None
+        )
         self._formats: dict[str, Format] = {}
         self.reload(config)
 
@@ -455,3 +460,9 @@ class _Writer:
                         future.set_result(result)
             if self.closed and not self.pending:
                 return
+
+
+def _worker_start() -> None:
+    """A parse worker leaves Ctrl-C to the service: the terminal signals the whole process group, and the
+    service stops its workers itself once in-flight polls are done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

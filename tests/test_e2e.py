@@ -276,3 +276,32 @@ def test_newcomer_runs_the_shipped_config(tmp_path: Path) -> None:
     assert "monitor stopped" in log
     assert (tmp_path / "monitor.db").exists()
     assert oct((tmp_path / "monitor.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the parse workers too: the service stops, and nobody prints a traceback."""
+    farm = FeedFarm()
+    farm.routes["/a.xml"] = Route(rss([STORY_1, QUIET]))
+    with running(farm):
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "keywords.toml").write_text('schema = 1\n[[rules]]\nid = "s"\nquery = "Stepanakert"\n')
+        (config / "feeds.toml").write_text(
+            f'[fetch]\nallow_private_addresses = true\n[[feeds]]\nurl = "{farm.url("/a.xml")}"\n'
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config-dir", str(config)],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # the console alert: a worker has parsed the feed
+            assert "Stepanakert" in first
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "monitor stopped" in err
