@@ -57,9 +57,10 @@ def test_success_polls_again_after_about_the_interval(status: str, interval: tim
     # a past error count does not matter: the first success resets the backoff (RELIABILITY.md case 19)
     for error_count in (0, 7):
         got = delays(outcome(status), interval, error_count)
-        assert all(interval * 0.9 <= d <= interval * 1.1 for d in got)
-        # jittered, so feeds added together drift apart: the seeds spread over most of ±10%
-        assert min(got) < interval * 0.93 and max(got) > interval * 1.07
+        # never later than the interval, so an item waits at most one interval for its poll
+        assert all(interval * 0.9 <= d <= interval for d in got)
+        # jittered, so feeds added together drift apart: the seeds spread over most of the 10%
+        assert min(got) < interval * 0.93 and max(got) > interval * 0.97
 
 
 @pytest.mark.parametrize("error_count", range(5))
@@ -145,7 +146,7 @@ def test_next_poll_is_never_early_and_never_beyond_a_day(
     assert due is not None
     delay = due - NOW
     assert delay >= interval * 0.9
-    assert delay <= max(interval * 1.1, DAY)
+    assert delay <= max(interval, DAY)
     if status == "failed":
         assert delay >= interval
         if retry_after is not None:

@@ -117,12 +117,13 @@ def new_items(
 def next_poll(
     outcome: PollOutcome, interval: timedelta, error_count: int, now: datetime, rng: random.Random
 ) -> datetime | None:
-    """When to poll again: the interval (±10% jitter) after success; exponential backoff with jitter,
+    """When to poll again: the interval (up to 10% sooner, jittered) after success; exponential backoff with jitter,
     capped at six hours, after failures, and never sooner than Retry-After; never for a feed that is gone."""
     if outcome.status == "gone":
         return None
     if outcome.status != "failed":
-        return now + interval * rng.uniform(0.9, 1.1)
+        # Jitter only shortens: an item published just after a poll is fetched within one interval.
+        return now + interval * rng.uniform(0.9, 1.0)
     failures = error_count + 1
     growth: float = 2.0 ** min(failures - 1, 20)
     delay = min(interval * growth * rng.uniform(0.8, 1.2), MAX_BACKOFF)
