@@ -30,13 +30,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
-from monitor import __version__
+from monitor import USER_AGENT
 from monitor.records import FetchResult, FetchStatus
 
 logger = logging.getLogger("monitor.fetch")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-DEFAULT_USER_AGENT = f"monitor/{__version__} (+https://github.com/monitor-news/monitor)"
+DEFAULT_USER_AGENT = USER_AGENT
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
-from monitor import __version__
+from monitor import USER_AGENT
 from monitor.config.models import ChannelsFile, FeedsFile, FetchSettings, KeywordsFile
 from monitor.config.toml import Loc, TomlFile, read_toml
 from monitor.config.units import format_duration
@@ -28,7 +28,7 @@ from monitor.errors import ConfigError, ConfigProblem, QuerySyntaxError
 from monitor.pipeline.match import RuleSpec
 from monitor.pipeline.query import check_term, parse, refs
 
-DEFAULT_USER_AGENT = f"monitor/{__version__} (+https://github.com/monitor-news/monitor)"
+DEFAULT_USER_AGENT = USER_AGENT
 MIN_INTERVAL = timedelta(seconds=30)
 MAX_INTERVAL = timedelta(days=1)
 CONSOLE = "console"
