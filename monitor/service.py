@@ -46,6 +46,7 @@ SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
 POLL_WINDOW = 150
+SEEN_PER_FEED = 1000
 DEFAULT_INTERVAL = timedelta(minutes=10)
 
 
@@ -174,6 +175,7 @@ class Service:
             else None
         )
         self._formats: dict[str, Format] = {}
+        self._seen: dict[int, dict[str, None]] = {}
         self.reload(config)
 
     def reload(self, config: Config) -> None:
@@ -242,6 +244,9 @@ class Service:
             stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
         else:
             stored = await writer.record(Poll(outcome, due))
+        seen = self._seen.setdefault(task.feed_id, {})
+        for new in outcome.new_items:  # committed now, by this instance or (on conflict) another
+            seen[new.item.key] = None
         extra = {"feed": task.name or task.url, "status": outcome.status}
         if outcome.status in ("failed", "gone"):
             log.warning("poll failed: %s", outcome.error, extra=extra)
@@ -260,7 +265,7 @@ class Service:
         found = scan(result.body)
         cut = None
         if found is not None and not task.first_poll:  # a feed never read has no known keys
-            known = await self._in_db(self.store.known_keys, task.feed_id, found.keys)
+            known = await self._known(task.feed_id, found.keys)
             fresh = [position for position, key in enumerate(found.keys) if key not in known]
             if not fresh:
                 return nothing_new(task, result, digest)
@@ -273,8 +278,21 @@ class Service:
             return await self._new_items(task, result, read, now)
         return read
 
+    async def _known(self, feed_id: int, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` the feed has stored. Keys stored are never forgotten, so those seen stored before
+        are answered from memory and only the others asked of the database (the database stays the
+        authority: memory only saves the question)."""
+        seen = self._seen.setdefault(feed_id, {})
+        ask = [key for key in keys if key not in seen]
+        if ask:
+            for key in await self._in_db(self.store.known_keys, feed_id, ask):
+                seen[key] = None
+        while len(seen) > SEEN_PER_FEED:
+            del seen[next(iter(seen))]
+        return {key for key in keys if key in seen}
+
     async def _new_items(self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime) -> PollOutcome:
-        known = await self._in_db(self.store.known_keys, task.feed_id, [item.key for item in read.items])
+        known = await self._known(task.feed_id, [item.key for item in read.items])
         fresh = new_items(read.items, known, self._match, task.first_poll, self.feeds.backfill, now)
         return PollOutcome(
             feed_id=task.feed_id, status="ok", http_status=result.http_status, new_items=fresh,
