@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("first poll", "steady", "all 304")
 TARGETS = {"first poll": 2.5, "steady": 10.0, "all 304": 5.0}
 MONITOR_IN_FLIGHT = 100
-"""monitor's `FetchPolicy.max_connections` default: the requests it has in flight at most."""
+"""monitor's default limit of requests in flight (`FetchPolicy.max_connections`): reader gets as many fetch
+threads. Not imported: the reader client must not load monitor's modules, they would count in its RSS."""
 
 
 # --- measuring a process and its children ----------------------------------------------------------------
@@ -481,6 +482,11 @@ def monitor_revision() -> str:
 
 
 def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: argparse.Namespace) -> None:
+    from monitor import service as monitor_service
+    from monitor.fetch import FetchPolicy
+
+    if FetchPolicy().max_connections != MONITOR_IN_FLIGHT:
+        print(f"note: monitor's in-flight limit is now {FetchPolicy().max_connections}, not {MONITOR_IN_FLIGHT}")
     info = farm.info
     print(
         f"\n{feeds:,} loopback feeds (farm: 50 items each, {info['raw_bytes'] / feeds / 1e3:.0f} KB, "
@@ -490,7 +496,8 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
     )
     print(
         f"concurrency: monitor as `run --once` builds it (Fetcher defaults: {MONITOR_IN_FLIGHT} requests in "
-        f"flight, 2 per host; 200 feeds claimed per batch); reader update_feeds(workers={args.workers}, "
+        f"flight, {FetchPolicy().per_host} per host; up to {getattr(monitor_service, 'CLAIM_BATCH', '?')} feeds "
+        f"claimed at once; parse workers: runner.parse_workers()); reader update_feeds(workers={args.workers}, "
         f"scheduled=False): {args.workers} fetch threads"
         + (" (= monitor's in-flight limit)" if args.workers == MONITOR_IN_FLIGHT else "")
         + ", parsing and storing in the calling thread"

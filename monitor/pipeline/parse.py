@@ -41,8 +41,13 @@ from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
 import feedparser
+import feedparser.api
 
 from monitor.records import Entry, ParsedFeed
+
+# feedparser asks for the libxml2 SAX driver first on every parse; it is never installed, so each parse
+# paid a failing import (stat calls under the import lock). Go straight to expat, which it falls back to.
+feedparser.api.PREFERRED_XML_PARSERS = []
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_GUNZIPPED = 16 * 1024 * 1024
