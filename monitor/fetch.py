@@ -36,7 +36,6 @@ from monitor.records import FetchResult, FetchStatus
 logger = logging.getLogger("monitor.fetch")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-DEFAULT_USER_AGENT = USER_AGENT
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
@@ -63,7 +62,7 @@ class FetchPolicy:
     """The DNS lookup, then each TCP (and TLS) connect attempt."""
     max_bytes: int = 15_000_000
     """Cap on the decoded body; a larger one fails the fetch, whatever Content-Length says."""
-    user_agent: str = DEFAULT_USER_AGENT
+    user_agent: str = USER_AGENT
     allow_private_addresses: bool = False
     """True lets feeds live on loopback, private, link-local and other non-global addresses."""
     allowed_networks: tuple[str, ...] = ()

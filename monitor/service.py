@@ -233,17 +233,14 @@ class Service:
         finally:
             await writer.close()
 
-    async def poll_feed(self, task: FeedTask, writer: _Writer | None = None) -> tuple[PollOutcome, StoredPoll]:
+    async def poll_feed(self, task: FeedTask, writer: _Writer) -> tuple[PollOutcome, StoredPoll]:
         """Fetch, read, match and store one leased feed; its failure is recorded, never raised."""
         result = await self.fetcher.fetch(task.url, task.etag, task.last_modified)
         now = self.now()
         outcome = await self._read(task, result, now)
         interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
         due = next_poll(outcome, interval, task.error_count, now, self.rng)
-        if writer is None:
-            stored = await self._in_db(self.store.record_poll, outcome, due, now, self._route)
-        else:
-            stored = await writer.record(Poll(outcome, due))
+        stored = await writer.record(Poll(outcome, due))
         seen = self._seen.setdefault(task.feed_id, {})
         for new in outcome.new_items:  # committed now, by this instance or (on conflict) another
             seen[new.item.key] = None

@@ -11,7 +11,7 @@ everything is valid.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,14 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from monitor import USER_AGENT
-from monitor.config.models import ChannelsFile, FeedsFile, FetchSettings, KeywordsFile
+from monitor.config.models import ChannelsFile, FeedsFile, KeywordsFile
 from monitor.config.toml import Loc, TomlFile, read_toml
 from monitor.config.units import format_duration
 from monitor.errors import ConfigError, ConfigProblem, QuerySyntaxError
 from monitor.pipeline.match import RuleSpec
 from monitor.pipeline.query import check_term, parse, refs
 
-DEFAULT_USER_AGENT = USER_AGENT
 MIN_INTERVAL = timedelta(seconds=30)
 MAX_INTERVAL = timedelta(days=1)
 CONSOLE = "console"
@@ -238,10 +237,8 @@ def _expand(value: str, env: Mapping[str, str], doc: TomlFile, loc: Loc, problem
 def _load_feeds(directory: Path, env: Mapping[str, str], problems: list[ConfigProblem]) -> FeedsConfig | None:
     doc = _read(directory / "feeds.toml", problems, required=False)
     if doc is None:
-        fetch = FetchSettings()
-        if (directory / "feeds.toml").exists():
-            return None
-        return FeedsConfig((), timedelta(hours=24), fetch.timeout, fetch.max_bytes, DEFAULT_USER_AGENT, False)
+        # No feeds.toml: nothing to poll, every setting at its documented default.
+        return None if (directory / "feeds.toml").exists() else _feeds_config(FeedsFile(), ())
     model = _validate(doc, FeedsFile, problems)
     if model is None:
         return None
@@ -280,10 +277,14 @@ def _load_feeds(directory: Path, env: Mapping[str, str], problems: list[ConfigPr
         specs.append(FeedSpec(url, feed.name, interval))
     if len(problems) > before:
         return None
+    return _feeds_config(model, specs)
+
+
+def _feeds_config(model: FeedsFile, specs: Sequence[FeedSpec]) -> FeedsConfig:
     fetch = model.fetch
     return FeedsConfig(
         tuple(specs), model.defaults.backfill, fetch.timeout, fetch.max_bytes,
-        fetch.user_agent or DEFAULT_USER_AGENT, fetch.allow_private_addresses,
+        fetch.user_agent or USER_AGENT, fetch.allow_private_addresses,
     )  # fmt: skip
 
 

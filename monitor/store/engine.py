@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -89,11 +89,6 @@ def upgrade(engine: Engine) -> None:
             command.upgrade(config, "head")
     except OperationalError as e:
         raise DatabaseError(f"cannot open the database {masked(str(engine.url))}: {_reason(e)}") from e
-
-
-def is_current(engine: Engine) -> bool:
-    """True when the schema exists (migrations have run at least once)."""
-    return "alembic_version" in inspect(engine).get_table_names()
 
 
 def _reason(error: OperationalError) -> str:
