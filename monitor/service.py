@@ -241,9 +241,9 @@ class Service:
         interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
         due = next_poll(outcome, interval, task.error_count, now, self.rng)
         stored = await writer.record(Poll(outcome, due))
-        seen = self._seen.setdefault(task.feed_id, {})
-        for new in outcome.new_items:  # committed now, by this instance or (on conflict) another
-            seen[new.item.key] = None
+        # Committed now, by this instance or (on conflict) another. A first poll stored every entry the feed
+        # has, so its keys are all there is to know.
+        self._remember(task.feed_id, [new.item.key for new in outcome.new_items], start=task.first_poll)
         extra = {"feed": task.name or task.url, "status": outcome.status}
         if outcome.status in ("failed", "gone"):
             log.warning("poll failed: %s", outcome.error, extra=extra)
@@ -276,17 +276,27 @@ class Service:
         return read
 
     async def _known(self, feed_id: int, keys: Sequence[str]) -> set[str]:
-        """Which of `keys` the feed has stored. Keys stored are never forgotten, so those seen stored before
-        are answered from memory and only the others asked of the database (the database stays the
-        authority: memory only saves the question)."""
-        seen = self._seen.setdefault(feed_id, {})
-        ask = [key for key in keys if key not in seen]
-        if ask:
-            for key in await self._in_db(self.store.known_keys, feed_id, ask):
-                seen[key] = None
+        """Which of `keys` the feed has stored.
+
+        The database is asked once per feed (the first changed body since start), and from then on memory
+        answers: every key stored since is remembered, so a key memory lacks is new. Memory only decides
+        what is parsed; the database decides what is new (a stored key's insert does nothing), so a key
+        another instance stored, or one memory let go and the feed brought back, costs a parse, never an
+        alert."""
+        seen = self._seen.get(feed_id)
+        if seen is None:
+            seen = self._seen[feed_id] = dict.fromkeys(await self._in_db(self.store.known_keys, feed_id, keys))
+        return {key for key in keys if key in seen}
+
+    def _remember(self, feed_id: int, keys: Sequence[str], start: bool) -> None:
+        seen = self._seen.setdefault(feed_id, {}) if start else self._seen.get(feed_id)
+        if seen is None:
+            return
+        for key in keys:
+            seen.pop(key, None)  # most recent last, so the oldest go first
+            seen[key] = None
         while len(seen) > SEEN_PER_FEED:
             del seen[next(iter(seen))]
-        return {key for key in keys if key in seen}
 
     async def _new_items(self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime) -> PollOutcome:
         known = await self._known(task.feed_id, [item.key for item in read.items])

@@ -2,7 +2,7 @@
 deliveries of the outbox. Set-based: a batch of hundreds of polls costs a handful of statements, not a few
 per item, which is what lets one process keep up with thousands of feeds.
 
-    outcomes ─► feed states (one SELECT, ORM updates flushed together)
+    outcomes ─► feed states (one UPDATE per outcome shape, run for all rows at once)
              └► new items ─► stories: same canonical URL, else same content, else new (bulk lookups)
                           ─► items INSERT … ON CONFLICT DO NOTHING RETURNING (the dedup of record)
                           ─► matches; alerts INSERT … ON CONFLICT (story) DO NOTHING; deliveries
@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from monitor.records import PRIORITIES, Hit, NewItem, PollOutcome, RuleMatch
-from monitor.store.tables import AlertRow, DeliveryRow, FeedRow, FeedStateRow, ItemRow, MatchRow, StoryRow
+from monitor.store.tables import ALERT, DELIVERY, FEED, FEED_STATE, ITEM, MATCH, STORY, FeedRow, FeedStateRow, ItemRow
+from monitor.store.types import UTCDateTime
 
 Route = tuple[str, int, datetime]
 """Where an alert goes: channel id, target position, and when the delivery is first due."""
 Router = Callable[[Sequence[RuleMatch]], list[Route]]
 CHUNK = 400
-"""Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters."""
+"""Values per IN list: well under SQLite's limit of 32,766 bound parameters."""
 
 
 @dataclass(frozen=True)
@@ -47,30 +48,82 @@ class Poll:
 
 def record(session: Session, polls: Sequence[Poll], now: datetime, route: Router, move_after: int) -> list[StoredPoll]:
     """Apply `polls` in `session` (the caller commits): each feed's state, and everything new."""
-    ids = [poll.outcome.feed_id for poll in polls]
-    feeds = {row.id: row for row in session.exec(select(FeedRow).where(col(FeedRow.id).in_(ids)))}
-    states = {row.feed_id: row for row in session.exec(select(FeedStateRow).where(col(FeedStateRow.feed_id).in_(ids)))}
     counts = _store_items(session, [p.outcome for p in polls], now, route)
-    stored = []
-    for poll in polls:
-        outcome, state, feed = poll.outcome, states[poll.outcome.feed_id], feeds[poll.outcome.feed_id]
-        result = counts.get(outcome.feed_id, StoredPoll(0, 0, 0))
-        _update_state(feed, state, outcome, poll.next_poll_at, now, result.new_items, move_after)
-        stored.append(result)
+    stored = [counts.get(poll.outcome.feed_id, StoredPoll(0, 0, 0)) for poll in polls]
+    success: list[dict[str, Any]] = []
+    failure: list[dict[str, Any]] = []
+    titles: list[dict[str, Any]] = []
+    moved: list[tuple[Poll, int]] = []
+    for poll, result in zip(polls, stored, strict=True):
+        outcome = poll.outcome
+        common = {"b_feed": outcome.feed_id, "b_outcome": outcome.status, "b_now": now, "b_next": poll.next_poll_at}
+        if outcome.status not in _SUCCESS:
+            failure.append({**common, "b_status": "gone" if outcome.status == "gone" else "failing",
+                            "b_error": outcome.error})  # fmt: skip
+            continue
+        if outcome.feed_title:
+            titles.append({"b_feed": outcome.feed_id, "b_title": outcome.feed_title[:300]})
+        if outcome.permanent_url is not None:
+            moved.append((poll, result.new_items))  # rare: read, decided and written one by one
+            continue
+        success.append({**common, "b_new": result.new_items, "b_etag": outcome.etag,
+                        "b_modified": outcome.last_modified, "b_hash": outcome.body_hash})  # fmt: skip
+    # One statement per shape, run for many rows at once: no feed or state row is loaded to be updated.
+    connection = session.connection()
+    for statement, rows in ((_SUCCEEDED, success), (_FAILED, failure), (_RETITLED, titles)):
+        if rows:
+            connection.execute(statement, rows)
+    if moved:
+        ids = [poll.outcome.feed_id for poll, _ in moved]
+        feeds = {row.id: row for row in session.exec(select(FeedRow).where(col(FeedRow.id).in_(ids)))}
+        query = select(FeedStateRow).where(col(FeedStateRow.feed_id).in_(ids))
+        states = {row.feed_id: row for row in session.exec(query)}
+        for poll, new_items in moved:
+            state, feed = states[poll.outcome.feed_id], feeds[poll.outcome.feed_id]
+            _update_state(feed, state, poll.outcome, poll.next_poll_at, now, new_items, move_after)
     return stored
+
+
+_SUCCESS = frozenset({"ok", "not_modified", "unchanged"})
+_WHEN = UTCDateTime()
+_THIS_FEED = FEED_STATE.c.feed_id == bindparam("b_feed")
+_POLLED = {
+    "last_outcome": bindparam("b_outcome"),
+    "last_poll_at": bindparam("b_now", type_=_WHEN),
+    "next_poll_at": bindparam("b_next", type_=_WHEN),
+    "lease_until": None,
+    "lease_owner": None,
+}
+_SUCCEEDED = (
+    update(FEED_STATE)
+    .where(_THIS_FEED)
+    .values(
+        status="ok", error_count=0, last_error=None, last_success_at=bindparam("b_now", type_=_WHEN),
+        item_count=FEED_STATE.c.item_count + bindparam("b_new"),
+        # A 304 carries the validators it was asked with, unless it sent new ones.
+        etag=bindparam("b_etag"), last_modified=bindparam("b_modified"),
+        body_hash=func.coalesce(bindparam("b_hash"), FEED_STATE.c.body_hash),
+        permanent_url=None, permanent_hits=0, **_POLLED,
+    )
+)  # fmt: skip
+"""The state after a poll that worked and was not redirected for good (as `_update_state` leaves it)."""
+_FAILED = (
+    update(FEED_STATE)
+    .where(_THIS_FEED)
+    .values(status=bindparam("b_status"), last_error=bindparam("b_error"),
+            error_count=FEED_STATE.c.error_count + 1, **_POLLED)
+)  # fmt: skip
+_RETITLED = update(FEED).where(FEED.c.id == bindparam("b_feed")).values(title=bindparam("b_title"))
 
 
 def _update_state(feed: FeedRow, state: FeedStateRow, outcome: PollOutcome, next_poll_at: datetime | None,
                   now: datetime, new_items: int, move_after: int) -> None:  # fmt: skip
-    if outcome.status in ("ok", "not_modified", "unchanged"):
+    if outcome.status in _SUCCESS:
         state.status, state.error_count, state.last_error = "ok", 0, None
         state.last_success_at = now
         state.item_count += new_items
-        if outcome.status in ("ok", "unchanged"):
-            state.etag, state.last_modified = outcome.etag, outcome.last_modified
-            state.body_hash = outcome.body_hash or state.body_hash
-        if outcome.feed_title:
-            feed.title = outcome.feed_title[:300]
+        state.etag, state.last_modified = outcome.etag, outcome.last_modified
+        state.body_hash = outcome.body_hash or state.body_hash
         _follow_redirect(feed, state, outcome.permanent_url, move_after)
     else:
         state.status = "gone" if outcome.status == "gone" else "failing"
@@ -94,11 +147,6 @@ def _follow_redirect(feed: FeedRow, state: FeedStateRow, target: str | None, mov
         state.etag = state.last_modified = None
 
 
-def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(rows), CHUNK):
-        yield rows[start : start + CHUNK]
-
-
 def _upsert(session: Session, table: Any) -> Any:
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
@@ -110,35 +158,30 @@ def _store_items(
     if not fresh:
         return {}
     stories = _stories(session, [n for _, n in fresh], now)
-    inserted: dict[tuple[int, str], int] = {}
-    for start in range(0, len(fresh), CHUNK):
-        chunk, chunk_stories = fresh[start : start + CHUNK], stories[start : start + CHUNK]
-        rows = [
-            {
-                "feed_id": feed_id,
-                "key": n.item.key,
-                "url": n.item.url,
-                "link": n.item.link,
-                "fingerprint": n.item.fingerprint,
-                "story_id": story,
-                "title": n.item.title,
-                "summary": n.item.summary,
-                "content": n.item.content,
-                "published_at": n.item.published,
-                "seen_at": now,
-                "silent": n.silent,
-            }
-            for (feed_id, n), story in zip(chunk, chunk_stories, strict=True)
-        ]
-        statement = (
-            _upsert(session, ItemRow)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["feed_id", "key"])
-            .returning(col(ItemRow.id), col(ItemRow.feed_id), col(ItemRow.key))
-        )
-        for item_id, feed_id, key in _rows(session.execute(statement)):
-            inserted[(int(feed_id), str(key))] = int(item_id)
-        # Rows another instance stored first come back as nothing: they are not new here.
+    rows = [
+        {
+            "feed_id": feed_id,
+            "key": n.item.key,
+            "url": n.item.url,
+            "link": n.item.link,
+            "fingerprint": n.item.fingerprint,
+            "story_id": story,
+            "title": n.item.title,
+            "summary": n.item.summary,
+            "content": n.item.content,
+            "published_at": n.item.published,
+            "seen_at": now,
+            "silent": n.silent,
+        }
+        for (feed_id, n), story in zip(fresh, stories, strict=True)
+    ]
+    statement = (
+        _upsert(session, ITEM)
+        .on_conflict_do_nothing(index_elements=["feed_id", "key"])
+        .returning(ITEM.c.id, ITEM.c.feed_id, ITEM.c.key)
+    )
+    # Rows another instance stored first come back as nothing: they are not new here.
+    inserted = {(int(feed_id), str(key)): int(item_id) for item_id, feed_id, key in _many(session, statement, rows)}
     counts: dict[int, list[int]] = {}
     matches: list[dict[str, Any]] = []
     alerts: list[tuple[int, int, NewItem]] = []
@@ -154,13 +197,11 @@ def _store_items(
         if new_item.matches and not new_item.silent and story not in alerted_stories:
             alerted_stories.add(story)
             alerts.append((feed_id, item_id, new_item))
-    for match_rows in _chunks(matches):
-        session.execute(insert(MatchRow), list(match_rows))
+    _many(session, insert(MATCH), matches)
     deliveries = _alerts(session, alerts, stories_by_item={i: s for (f, n), s in zip(fresh, stories, strict=True)
                                                              if (i := inserted.get((f, n.item.key))) is not None},
                          now=now, route=route, counts=counts)  # fmt: skip
-    for delivery_rows in _chunks(deliveries):
-        session.execute(insert(DeliveryRow), list(delivery_rows))
+    _many(session, insert(DELIVERY), deliveries)
     return {feed_id: StoredPoll(*numbers) for feed_id, numbers in counts.items()}
 
 
@@ -193,12 +234,9 @@ def _stories(session: Session, items: Sequence[NewItem], now: datetime) -> list[
             if item.url:
                 by_url.setdefault(item.url, -1 - index)
             by_print.setdefault(item.fingerprint, -1 - index)
-    made: dict[int, int] = {}
-    for chunk in _chunks(needed):
-        rows = [{"title": items[index].item.title, "first_seen_at": now} for index in chunk]
-        statement = insert(StoryRow).returning(col(StoryRow.id), sort_by_parameter_order=True)
-        for index, (story_id,) in zip(chunk, _rows(session.execute(statement, rows)), strict=True):
-            made[index] = int(story_id)
+    rows = [{"title": items[index].item.title, "first_seen_at": now} for index in needed]
+    statement = insert(STORY).returning(STORY.c.id, sort_by_parameter_order=True)
+    made = {index: int(story_id) for index, (story_id,) in zip(needed, _many(session, statement, rows), strict=True)}
     result = []
     for index, story in enumerate(chosen):
         if story is None:
@@ -217,37 +255,44 @@ def _paired_chunks(urls: list[str], prints: list[str]) -> Iterable[tuple[list[st
 def _alerts(session: Session, alerts: list[tuple[int, int, NewItem]], stories_by_item: dict[int, int],
             now: datetime, route: Router, counts: dict[int, list[int]]) -> list[dict[str, Any]]:  # fmt: skip
     """Insert one alert per story that has none yet; return the deliveries of those that went in."""
+    rows = [
+        {
+            "story_id": stories_by_item[item_id],
+            "item_id": item_id,
+            "created_at": now,
+            "rules": json.dumps([m.rule for m in new_item.matches]),
+            "priority": min((m.priority for m in new_item.matches), key=PRIORITIES.index),
+        }
+        for _, item_id, new_item in alerts
+    ]
+    statement = (
+        _upsert(session, ALERT)
+        .on_conflict_do_nothing(index_elements=["story_id"])
+        .returning(ALERT.c.id, ALERT.c.item_id)
+    )
+    made = {int(item_id): int(alert_id) for alert_id, item_id in _many(session, statement, rows)}
     deliveries: list[dict[str, Any]] = []
-    for chunk in _chunks(alerts):
-        rows = [
-            {
-                "story_id": stories_by_item[item_id],
-                "item_id": item_id,
-                "created_at": now,
-                "rules": json.dumps([m.rule for m in new_item.matches]),
-                "priority": min((m.priority for m in new_item.matches), key=PRIORITIES.index),
-            }
-            for _, item_id, new_item in chunk
-        ]
-        statement = (
-            _upsert(session, AlertRow)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["story_id"])
-            .returning(col(AlertRow.id), col(AlertRow.item_id))
-        )
-        made = {int(item_id): int(alert_id) for alert_id, item_id in _rows(session.execute(statement))}
-        for feed_id, item_id, new_item in chunk:
-            alert_id = made.get(item_id)
-            if alert_id is None:
-                continue  # the story alerted already: this outlet joins it ("also: ...")
-            counts[feed_id][1] += 1
-            for channel, target, due in route(new_item.matches):
-                deliveries.append(
-                    {"alert_id": alert_id, "channel": channel, "target": target, "next_try_at": due,
-                     "created_at": now, "status": "pending", "attempts": 0}
-                )  # fmt: skip
-                counts[feed_id][2] += 1
+    for feed_id, item_id, new_item in alerts:
+        alert_id = made.get(item_id)
+        if alert_id is None:
+            continue  # the story alerted already: this outlet joins it ("also: ...")
+        counts[feed_id][1] += 1
+        for channel, target, due in route(new_item.matches):
+            deliveries.append(
+                {"alert_id": alert_id, "channel": channel, "target": target, "next_try_at": due,
+                 "created_at": now, "status": "pending", "attempts": 0}
+            )  # fmt: skip
+            counts[feed_id][2] += 1
     return deliveries
+
+
+def _many(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Run one cached statement for all `rows` (executemany; with RETURNING, SQLAlchemy sends them as
+    multi-row VALUES batches): compiling a statement with the values inlined cost more than running it."""
+    if not rows:
+        return []
+    result = session.connection().execute(statement, list(rows))
+    return _rows(result) if result.returns_rows else []
 
 
 def _rows(result: Iterable[Any]) -> list[tuple[Any, ...]]:

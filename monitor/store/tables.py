@@ -140,3 +140,13 @@ class DeliveryRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     sent_at: datetime | None = Field(default=None, sa_column=_utc())
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# The same tables for Core statements (bulk UPDATE and executemany INSERT), which skip the ORM's per-row work.
+FEED = SQLModel.metadata.tables["feed"]
+FEED_STATE = SQLModel.metadata.tables["feed_state"]
+ITEM = SQLModel.metadata.tables["item"]
+STORY = SQLModel.metadata.tables["story"]
+MATCH = SQLModel.metadata.tables["match"]
+ALERT = SQLModel.metadata.tables["alert"]
+DELIVERY = SQLModel.metadata.tables["delivery"]
