@@ -1,4 +1,7 @@
-"""The `monitor` command line: thin Typer commands over `service`. Exit 0 ok, 1 user error, 2 usage error."""
+"""The `monitor` command line: thin Typer commands over `service`. Exit 0 ok, 1 user error, 2 usage error.
+
+Commands import what they use when they run: the reading processes import this module again (it is the
+program's main module), and each should not carry the database, Apprise and aiohttp in memory."""
 
 from __future__ import annotations
 
@@ -10,9 +13,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from monitor import logs, service
+from monitor import logs
 from monitor.errors import ConfigError, InputError, MonitorError
-from monitor.items import read_item, read_items, result_line
 
 app = typer.Typer(
     name="monitor",
@@ -54,6 +56,8 @@ def _user_errors() -> Iterator[None]:
 @app.command()
 def check(config_dir: ConfigDir = Path("config")) -> None:
     """Validate all config; print `ok: F feeds, E entities, T term groups, R rules, C channels`."""
+    from monitor import service
+
     with _user_errors():
         typer.echo(str(service.check(config_dir)))
 
@@ -70,6 +74,9 @@ def match(
     """Try the watch list on items without storing or notifying; JSON Lines out, one line per item."""
     if (text is None) == (input_file is None):
         raise typer.BadParameter("give exactly one of --text or --input")
+    from monitor import service
+    from monitor.items import read_item, read_items, result_line
+
     with _user_errors():
         matcher = service.load_matcher(config_dir)
         if text is not None:

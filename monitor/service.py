@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -28,14 +26,15 @@ from zoneinfo import ZoneInfo
 from monitor import notify
 from monitor.config import ChannelSpec, Config, WatchList, load_config
 from monitor.config.loader import CONSOLE
-from monitor.pipeline.decide import ReadFeed, new_items, next_poll, nothing_new, read_body, retry_delivery, triage
+from monitor.pipeline.decide import ReadFeed, new_items, next_poll, nothing_new, retry_delivery, triage
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.prescan import scan
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
-from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, Item, PollOutcome, RuleMatch
+from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
 from monitor.store.polls import Poll, Route, StoredPoll
 from monitor.store.repo import Store
+from monitor.workers import Readers, read_and_match
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
@@ -46,6 +45,7 @@ SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
 POLL_WINDOW = 150
+STORE_WINDOW = 600
 SEEN_PER_FEED = 1000
 DEFAULT_INTERVAL = timedelta(minutes=10)
 
@@ -156,8 +156,8 @@ class Service:
         owner: str | None = None,
         workers: int = 0,
     ) -> None:
-        """`workers` > 0 parses in that many processes (feedparser holds the GIL: threads would not help);
-        0 parses in a thread, which is enough for tests and small desks."""
+        """`workers` > 0 reads (parses, normalises, matches) in that many processes; 0 in a thread, which
+        is enough for tests and small desks."""
         self.store = store
         self.fetcher = fetcher
         self.now = now
@@ -168,12 +168,8 @@ class Service:
         # SQLite takes one writer at a time: all database work goes through one thread.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
-        # forkserver, not fork: this process already runs threads, which a fork would copy mid-flight.
-        self._cpu = (
-            ProcessPoolExecutor(workers, mp_context=get_context("forkserver"), initializer=_worker_start)
-            if workers > 0
-            else None
-        )
+        self._workers = workers
+        self._readers: Readers | None = None
         self._formats: dict[str, Format] = {}
         self._seen: dict[int, dict[str, None]] = {}
         self.reload(config)
@@ -181,17 +177,22 @@ class Service:
     def reload(self, config: Config) -> None:
         """Use a new, already validated config from the next poll on."""
         assert config.watchlist is not None and config.feeds is not None and config.channels is not None
+        if config.watchlist != getattr(self, "watchlist", None):
+            self.matcher = build_matcher(config.watchlist)
+            if self._workers > 0:
+                if self._readers is not None:
+                    self._readers.retire()  # reads in flight finish with the old watch list
+                self._readers = Readers(self._workers, self.matcher)
         self.config = config
         self.watchlist = config.watchlist
         self.feeds = config.feeds
         self.channels = {c.id: c for c in config.channels}
-        self.matcher = build_matcher(config.watchlist)
         self._intervals = {spec.url: spec.interval for spec in config.feeds.feeds}
         self._synced = False
 
     def close(self) -> None:
-        if self._cpu is not None:
-            self._cpu.shutdown(wait=True, cancel_futures=True)
+        if self._readers is not None:
+            self._readers.close()
         self._db.shutdown(wait=True)
         self._send.shutdown(wait=False, cancel_futures=True)
 
@@ -210,9 +211,12 @@ class Service:
             self._synced = True
         seen: set[int] = set()
         writer = _Writer(self)
-        # Feeds in flight at once: enough to keep the fetcher busy, few enough that fetched bodies waiting
-        # for a parser do not pile up in memory.
+        # Feeds being fetched and read at once: enough to keep the fetcher and the parsers busy, few enough
+        # that fetched bodies waiting for a parser do not pile up in memory. Read feeds waiting for the
+        # database hold only their new items, and have a window of their own, so a slow write never stops
+        # the fetching.
         window = asyncio.Semaphore(POLL_WINDOW)
+        storing = asyncio.Semaphore(STORE_WINDOW)
         try:
             while True:
                 tasks = await self._in_db(
@@ -223,8 +227,10 @@ class Service:
                 seen.update(t.feed_id for t in tasks)
 
                 async def one(task: FeedTask) -> None:
-                    async with window:
-                        outcome, stored = await self.poll_feed(task, writer)
+                    async with storing:
+                        async with window:
+                            outcome, due = await self._poll_feed(task)
+                        stored = await self._store(task, outcome, due, writer)
                     report.add(task, outcome, stored)
                     if on_feed is not None:
                         on_feed(task, outcome)
@@ -233,13 +239,16 @@ class Service:
         finally:
             await writer.close()
 
-    async def poll_feed(self, task: FeedTask, writer: _Writer) -> tuple[PollOutcome, StoredPoll]:
-        """Fetch, read, match and store one leased feed; its failure is recorded, never raised."""
+    async def _poll_feed(self, task: FeedTask) -> tuple[PollOutcome, datetime | None]:
+        """Fetch, read and match one leased feed: the outcome to store, and when to poll it next. A failure
+        is an outcome, never raised."""
         result = await self.fetcher.fetch(task.url, task.etag, task.last_modified)
         now = self.now()
         outcome = await self._read(task, result, now)
         interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
-        due = next_poll(outcome, interval, task.error_count, now, self.rng)
+        return outcome, next_poll(outcome, interval, task.error_count, now, self.rng)
+
+    async def _store(self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _Writer) -> StoredPoll:
         stored = await writer.record(Poll(outcome, due))
         # Committed now, by this instance or (on conflict) another. A first poll stored every entry the feed
         # has, so its keys are all there is to know.
@@ -251,7 +260,7 @@ class Service:
             log.info("polled: %d new items, %d alerts", stored.new_items, stored.alerts, extra=extra)
         for warning in outcome.warnings:
             log.warning("feed warning: %s", warning, extra=extra)
-        return outcome, stored
+        return stored
 
     async def _read(self, task: FeedTask, result: FetchResult, now: datetime) -> PollOutcome:
         """The outcome of one response: most need no parsing (304s, failures, identical bodies, bodies whose
@@ -259,18 +268,18 @@ class Service:
         digest = triage(task, result)
         if isinstance(digest, PollOutcome):
             return digest
-        found = scan(result.body)
+        found = None if task.first_poll else scan(result.body)  # a feed never read has no known keys
         cut = None
-        if found is not None and not task.first_poll:  # a feed never read has no known keys
+        if found is not None:
             known = await self._known(task.feed_id, found.keys)
             fresh = [position for position, key in enumerate(found.keys) if key not in known]
             if not fresh:
                 return nothing_new(task, result, digest)
             cut = (found, fresh)
-        if self._cpu is None:
-            read = await asyncio.to_thread(read_body, task, result, now, cut)
+        if self._readers is None:
+            read = await asyncio.to_thread(read_and_match, self.matcher, task, result, now, cut)
         else:
-            read = await asyncio.get_running_loop().run_in_executor(self._cpu, read_body, task, result, now, cut)
+            read = await asyncio.wrap_future(self._readers.submit(task, result, now, cut))
         if isinstance(read, ReadFeed):
             return await self._new_items(task, result, read, now)
         return read
@@ -300,15 +309,13 @@ class Service:
 
     async def _new_items(self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime) -> PollOutcome:
         known = await self._known(task.feed_id, [item.key for item in read.items])
-        fresh = new_items(read.items, known, self._match, task.first_poll, self.feeds.backfill, now)
+        matches = dict(zip((item.key for item in read.items), read.matches, strict=True))
+        fresh = new_items(read.items, known, lambda item: matches[item.key], task.first_poll, self.feeds.backfill, now)
         return PollOutcome(
             feed_id=task.feed_id, status="ok", http_status=result.http_status, new_items=fresh,
             feed_title=read.title, etag=result.etag, last_modified=result.last_modified,
             body_hash=read.body_hash, permanent_url=result.permanent_url, warnings=read.warnings,
         )  # fmt: skip
-
-    def _match(self, item: Item) -> tuple[RuleMatch, ...]:
-        return self.matcher.match(item.document())
 
     def _route(self, matches: Sequence[RuleMatch]) -> list[Route]:
         """Channel targets an alert goes to: the union of its rules' `notify` lists (all channels if unset)."""
@@ -485,9 +492,3 @@ class _Writer:
                         future.set_result(result)
             if self.closed and not self.pending:
                 return
-
-
-def _worker_start() -> None:
-    """A parse worker leaves Ctrl-C to the service: the terminal signals the whole process group, and the
-    service stops its workers itself once in-flight polls are done."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

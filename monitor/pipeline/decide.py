@@ -30,6 +30,8 @@ class ReadFeed:
     items: tuple[Item, ...]
     body_hash: str
     warnings: tuple[str, ...]
+    matches: tuple[tuple[RuleMatch, ...], ...] = ()
+    """Each item's rule matches, in item order, once the watch list has been run over them."""
 
 
 def body_digest(body: bytes) -> str:

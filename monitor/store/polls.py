@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, update
+from sqlalchemy import bindparam, func, insert, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -234,9 +234,8 @@ def _stories(session: Session, items: Sequence[NewItem], now: datetime) -> list[
             if item.url:
                 by_url.setdefault(item.url, -1 - index)
             by_print.setdefault(item.fingerprint, -1 - index)
-    rows = [{"title": items[index].item.title, "first_seen_at": now} for index in needed]
-    statement = insert(STORY).returning(STORY.c.id, sort_by_parameter_order=True)
-    made = {index: int(story_id) for index, (story_id,) in zip(needed, _many(session, statement, rows), strict=True)}
+    made = dict(zip(needed, _story_ids(session, len(needed)), strict=True))
+    _many(session, insert(STORY), [{"id": made[i], "title": items[i].item.title, "first_seen_at": now} for i in needed])
     result = []
     for index, story in enumerate(chosen):
         if story is None:
@@ -245,6 +244,20 @@ def _stories(session: Session, items: Sequence[NewItem], now: datetime) -> list[
             story = made[-1 - story]
         result.append(story)
     return result
+
+
+def _story_ids(session: Session, count: int) -> list[int]:
+    """Ids for `count` new stories, taken before inserting them: RETURNING gives no row order that SQLite
+    promises, and asking for one makes SQLAlchemy insert row by row."""
+    if not count:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        query = text("SELECT nextval(pg_get_serial_sequence('story', 'id')) FROM generate_series(1, :n)")
+        return [int(value) for (value,) in _rows(session.execute(query, {"n": count}))]
+    # SQLite: this transaction holds the database's only write lock (BEGIN IMMEDIATE), so no one else can
+    # take these ids before the insert does.
+    top: int = session.execute(select(func.coalesce(func.max(STORY.c.id), 0))).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + count))
 
 
 def _paired_chunks(urls: list[str], prints: list[str]) -> Iterable[tuple[list[str], list[str]]]:
