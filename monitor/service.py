@@ -26,9 +26,8 @@ from zoneinfo import ZoneInfo
 from monitor import notify
 from monitor.config import ChannelSpec, Config, WatchList, load_config
 from monitor.config.loader import CONSOLE
-from monitor.pipeline.decide import ReadFeed, new_items, next_poll, nothing_new, retry_delivery, triage
+from monitor.pipeline.decide import ReadFeed, new_items, next_poll, retry_delivery, triage
 from monitor.pipeline.match import Matcher
-from monitor.pipeline.prescan import scan
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
@@ -268,34 +267,28 @@ class Service:
         digest = triage(task, result)
         if isinstance(digest, PollOutcome):
             return digest
-        found = None if task.first_poll else scan(result.body)  # a feed never read has no known keys
-        cut = None
-        if found is not None:
-            known = await self._known(task.feed_id, found.keys)
-            fresh = [position for position, key in enumerate(found.keys) if key not in known]
-            if not fresh:
-                return nothing_new(task, result, digest)
-            cut = (found, fresh)
+        known = None if task.first_poll else await self._known(task.feed_id)  # a feed never read has none
         if self._readers is None:
-            read = await asyncio.to_thread(read_and_match, self.matcher, task, result, now, cut)
+            read = await asyncio.to_thread(read_and_match, self.matcher, task, result, now, known)
         else:
-            read = await asyncio.wrap_future(self._readers.submit(task, result, now, cut))
+            read = await asyncio.wrap_future(self._readers.submit(task, result, now, known))
         if isinstance(read, ReadFeed):
-            return await self._new_items(task, result, read, now)
+            return self._new_items(task, result, read, now, known or frozenset())
         return read
 
-    async def _known(self, feed_id: int, keys: Sequence[str]) -> set[str]:
-        """Which of `keys` the feed has stored.
+    async def _known(self, feed_id: int) -> frozenset[str]:
+        """Keys the feed has stored, as far as this instance knows.
 
-        The database is asked once per feed (the first changed body since start), and from then on memory
-        answers: every key stored since is remembered, so a key memory lacks is new. Memory only decides
-        what is parsed; the database decides what is new (a stored key's insert does nothing), so a key
-        another instance stored, or one memory let go and the feed brought back, costs a parse, never an
-        alert."""
+        The database is asked once per feed (the first changed body since start) for the last keys stored,
+        and from then on memory answers, adding every key stored since. Memory only decides what is parsed:
+        the database decides what is new (a stored key's insert does nothing), so a key another instance
+        stored, or one memory let go and the feed brought back, costs a parse, never an alert."""
         seen = self._seen.get(feed_id)
         if seen is None:
-            seen = self._seen[feed_id] = dict.fromkeys(await self._in_db(self.store.known_keys, feed_id, keys))
-        return {key for key in keys if key in seen}
+            seen = self._seen[feed_id] = dict.fromkeys(
+                await self._in_db(self.store.recent_keys, feed_id, SEEN_PER_FEED)
+            )
+        return frozenset(seen)
 
     def _remember(self, feed_id: int, keys: Sequence[str], start: bool) -> None:
         seen = self._seen.setdefault(feed_id, {}) if start else self._seen.get(feed_id)
@@ -307,8 +300,9 @@ class Service:
         while len(seen) > SEEN_PER_FEED:
             del seen[next(iter(seen))]
 
-    async def _new_items(self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime) -> PollOutcome:
-        known = await self._known(task.feed_id, [item.key for item in read.items])
+    def _new_items(
+        self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime, known: frozenset[str]
+    ) -> PollOutcome:
         matches = dict(zip((item.key for item in read.items), read.matches, strict=True))
         fresh = new_items(read.items, known, lambda item: matches[item.key], task.first_poll, self.feeds.backfill, now)
         return PollOutcome(

@@ -1,4 +1,5 @@
-"""The reading processes: parse, normalise and match fetched bodies on every core, off the event loop.
+"""The reading processes: pre-scan, parse, normalise and match fetched bodies on every core, off the event
+loop.
 
 feedparser holds the GIL, so threads would not help. Each worker gets the compiled matcher once, when it
 starts, and returns items already matched: the service's own process is left with the network and the
@@ -11,7 +12,7 @@ costs the parser's memory and little else.
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Collection
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -19,17 +20,16 @@ from multiprocessing import get_context
 
 from monitor.pipeline.decide import ReadFeed, read_body
 from monitor.pipeline.match import Matcher
-from monitor.pipeline.prescan import Scan
 from monitor.records import FeedTask, FetchResult, PollOutcome
 
 _matcher: Matcher | None = None
 
 
 def read_and_match(
-    matcher: Matcher, task: FeedTask, result: FetchResult, now: datetime, cut: tuple[Scan, Sequence[int]] | None
+    matcher: Matcher, task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None
 ) -> ReadFeed | PollOutcome:
     """`read_body`, with each item's rule matches."""
-    read = read_body(task, result, now, cut)
+    read = read_body(task, result, now, known)
     if isinstance(read, ReadFeed):
         return replace(read, matches=tuple(matcher.match(item.document()) for item in read.items))
     return read
@@ -43,11 +43,9 @@ def _start(matcher: Matcher) -> None:
     _matcher = matcher
 
 
-def _read(
-    task: FeedTask, result: FetchResult, now: datetime, cut: tuple[Scan, Sequence[int]] | None
-) -> ReadFeed | PollOutcome:
+def _read(task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None) -> ReadFeed | PollOutcome:
     assert _matcher is not None, "a reader process runs _start first"
-    return read_and_match(_matcher, task, result, now, cut)
+    return read_and_match(_matcher, task, result, now, known)
 
 
 class Readers:
@@ -59,9 +57,9 @@ class Readers:
         self._pool = ProcessPoolExecutor(size, mp_context=context, initializer=_start, initargs=(matcher,))
 
     def submit(
-        self, task: FeedTask, result: FetchResult, now: datetime, cut: tuple[Scan, Sequence[int]] | None
+        self, task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None
     ) -> Future[ReadFeed | PollOutcome]:
-        return self._pool.submit(_read, task, result, now, cut)
+        return self._pool.submit(_read, task, result, now, known)
 
     def retire(self) -> None:
         """Stop taking work; reads in flight finish, then the processes exit."""

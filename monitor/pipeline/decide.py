@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.pipeline.normalize import normalize
 from monitor.pipeline.parse import ParseFailure, parse_feed
-from monitor.pipeline.prescan import Scan, only
+from monitor.pipeline.prescan import only, scan
 from monitor.records import FeedTask, FetchResult, Item, NewItem, PollOutcome, RuleMatch
 
 MAX_ITEMS_PER_POLL = 500
@@ -69,16 +69,22 @@ def nothing_new(task: FeedTask, result: FetchResult, digest: str) -> PollOutcome
 
 
 def read_body(
-    task: FeedTask, result: FetchResult, now: datetime, cut: tuple[Scan, Sequence[int]] | None = None
+    task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None = None
 ) -> ReadFeed | PollOutcome:
     """What a fetch result means for this feed: items to consider, or the outcome to record as it is.
 
-    With `cut` (a pre-scan and the positions of the entries not seen before), feedparser reads only those
-    entries, cut out of the real body."""
+    With `known` (keys the feed has stored), a pre-scan finds the entries not among them, and feedparser
+    reads only those, cut out of the real body; a body with none is not parsed at all."""
     digest = triage(task, result)
     if isinstance(digest, PollOutcome):
         return digest
-    body = result.body if cut is None else only(result.body, *cut)
+    body = result.body
+    found = scan(body) if known is not None else None
+    if found is not None and known is not None:
+        fresh = [position for position, key in enumerate(found.keys) if key not in known]
+        if not fresh:
+            return nothing_new(task, result, digest)
+        body = only(body, found, fresh)
     parsed = parse_feed(body, result.headers, result.url)
     if isinstance(parsed, ParseFailure):
         return PollOutcome(feed_id=task.feed_id, status="failed", error=parsed.reason, http_status=result.http_status)
@@ -99,7 +105,7 @@ def read_body(
 
 def new_items(
     items: Iterable[Item],
-    known: set[str],
+    known: Collection[str],
     match: Callable[[Item], Sequence[RuleMatch]],
     first_poll: bool,
     backfill: timedelta,

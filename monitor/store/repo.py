@@ -147,16 +147,11 @@ class Store:
             for row in rows
         ]
 
-    def known_keys(self, feed_id: int, keys: Iterable[str]) -> set[str]:
-        """Which of `keys` the feed has already delivered (seen keys are kept for ever)."""
-        wanted = list(keys)
-        found: set[str] = set()
-        with Session(self.engine) as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                query = select(col(ItemRow.key)).where(col(ItemRow.feed_id) == feed_id, col(ItemRow.key).in_(chunk))
-                found.update(session.exec(query))
-        return found
+    def recent_keys(self, feed_id: int, limit: int) -> list[str]:
+        """The keys the feed stored last, newest first."""
+        with self.engine.connect() as connection:
+            query = select(col(ItemRow.key)).where(col(ItemRow.feed_id) == feed_id).order_by(col(ItemRow.id).desc())
+            return [str(key) for key in connection.execute(query.limit(limit)).scalars()]
 
     def record_poll(
         self, outcome: PollOutcome, next_poll_at: datetime | None, now: datetime, route: Router
