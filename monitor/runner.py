@@ -23,12 +23,12 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from monitor.config import Config, FeedsConfig, load_config
+from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
-from monitor.fetch import Fetcher, FetchPolicy
+from monitor.fetch import Fetcher
 from monitor.records import FetchResult
 from monitor.scheduler import serve
-from monitor.service import Service
+from monitor.service import Service, fetch_policy
 from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine, upgrade
 from monitor.store.repo import Store
 
@@ -77,15 +77,6 @@ def _single_instance(url: str) -> Iterator[None]:
 def parse_workers() -> int:
     """Processes that parse feeds: one per core."""
     return os.cpu_count() or 1
-
-
-def fetch_policy(feeds: FeedsConfig) -> FetchPolicy:
-    return FetchPolicy(
-        timeout=feeds.timeout,
-        max_bytes=feeds.max_bytes,
-        user_agent=feeds.user_agent,
-        allow_private_addresses=feeds.allow_private_addresses,
-    )
 
 
 def _open_store(url: str) -> Store:

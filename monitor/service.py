@@ -15,25 +15,26 @@ import logging
 import random
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor import notify
-from monitor.config import ChannelSpec, Config, WatchList, load_config
+from monitor.config import ChannelSpec, Config, FeedsConfig, WatchList, load_config
 from monitor.config.loader import CONSOLE
-from monitor.pipeline.decide import ReadFeed, new_items, next_poll, retry_delivery, triage
+from monitor.fetch import FetchPolicy
+from monitor.pipeline.decide import ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
+from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
 from monitor.store.polls import Poll, Route, StoredPoll
 from monitor.store.repo import Store
-from monitor.workers import Readers, read_and_match
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
@@ -43,8 +44,10 @@ DELIVERY_LEASE = timedelta(minutes=2)
 SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
-POLL_WINDOW = 150
+POLL_WINDOW = 800
 STORE_WINDOW = 600
+WRITE_BATCH = 500
+WRITE_GATHER = 0.05
 SEEN_PER_FEED = 1000
 DEFAULT_INTERVAL = timedelta(minutes=10)
 
@@ -95,8 +98,14 @@ def match_document(matcher: Matcher, document: Document) -> tuple[RuleMatch, ...
     return matcher.match(document)
 
 
-class FetchLike(Protocol):
-    async def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult: ...
+def fetch_policy(feeds: FeedsConfig) -> FetchPolicy:
+    """The fetch limits of feeds.toml [fetch]."""
+    return FetchPolicy(
+        timeout=feeds.timeout,
+        max_bytes=feeds.max_bytes,
+        user_agent=feeds.user_agent,
+        allow_private_addresses=feeds.allow_private_addresses,
+    )
 
 
 @dataclass
@@ -155,8 +164,9 @@ class Service:
         owner: str | None = None,
         workers: int = 0,
     ) -> None:
-        """`workers` > 0 reads (parses, normalises, matches) in that many processes; 0 in a thread, which
-        is enough for tests and small desks."""
+        """`workers` > 0 polls (fetches, reads, matches) in that many processes, with the fetch policy of
+        feeds.toml; 0 polls with `fetcher` in this process, reading in a thread, which is enough for tests
+        and small desks."""
         self.store = store
         self.fetcher = fetcher
         self.now = now
@@ -168,7 +178,7 @@ class Service:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
         self._workers = workers
-        self._readers: Readers | None = None
+        self._pollers: Pollers | None = None
         self._formats: dict[str, Format] = {}
         self._seen: dict[int, dict[str, None]] = {}
         self.reload(config)
@@ -178,10 +188,12 @@ class Service:
         assert config.watchlist is not None and config.feeds is not None and config.channels is not None
         if config.watchlist != getattr(self, "watchlist", None):
             self.matcher = build_matcher(config.watchlist)
-            if self._workers > 0:
-                if self._readers is not None:
-                    self._readers.retire()  # reads in flight finish with the old watch list
-                self._readers = Readers(self._workers, self.matcher)
+        policy = fetch_policy(config.feeds)
+        if self._workers > 0 and (self._pollers is None or self.matcher is not self._pollers.matcher
+                                  or policy != self._pollers.policy):  # fmt: skip
+            if self._pollers is not None:
+                self._pollers.retire()  # polls in flight finish as they began
+            self._pollers = Pollers(self._workers, self.matcher, policy)
         self.config = config
         self.watchlist = config.watchlist
         self.feeds = config.feeds
@@ -190,8 +202,8 @@ class Service:
         self._synced = False
 
     def close(self) -> None:
-        if self._readers is not None:
-            self._readers.close()
+        if self._pollers is not None:
+            self._pollers.close()
         self._db.shutdown(wait=True)
         self._send.shutdown(wait=False, cancel_futures=True)
 
@@ -228,7 +240,9 @@ class Service:
                 async def one(task: FeedTask) -> None:
                     async with storing:
                         async with window:
-                            outcome, due = await self._poll_feed(task)
+                            outcome = await self._poll_feed(task)
+                        interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
+                        due = next_poll(outcome, interval, task.error_count, self.now(), self.rng)
                         stored = await self._store(task, outcome, due, writer)
                     report.add(task, outcome, stored)
                     if on_feed is not None:
@@ -238,14 +252,12 @@ class Service:
         finally:
             await writer.close()
 
-    async def _poll_feed(self, task: FeedTask) -> tuple[PollOutcome, datetime | None]:
-        """Fetch, read and match one leased feed: the outcome to store, and when to poll it next. A failure
-        is an outcome, never raised."""
-        result = await self.fetcher.fetch(task.url, task.etag, task.last_modified)
-        now = self.now()
-        outcome = await self._read(task, result, now)
-        interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
-        return outcome, next_poll(outcome, interval, task.error_count, now, self.rng)
+    async def _poll_feed(self, task: FeedTask) -> PollOutcome:
+        known = None if task.first_poll else await self._known(task.feed_id)  # a feed never read has none
+        job = Job(task, known, self.feeds.backfill)
+        if self._pollers is not None:
+            return await self._pollers.poll(job)
+        return await poll_feed(self.fetcher, job, self._read, self.now)
 
     async def _store(self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _Writer) -> StoredPoll:
         stored = await writer.record(Poll(outcome, due))
@@ -261,20 +273,10 @@ class Service:
             log.warning("feed warning: %s", warning, extra=extra)
         return stored
 
-    async def _read(self, task: FeedTask, result: FetchResult, now: datetime) -> PollOutcome:
-        """The outcome of one response: most need no parsing (304s, failures, identical bodies, bodies whose
-        entries are all known); the rest have only their new entries parsed."""
-        digest = triage(task, result)
-        if isinstance(digest, PollOutcome):
-            return digest
-        known = None if task.first_poll else await self._known(task.feed_id)  # a feed never read has none
-        if self._readers is None:
-            read = await asyncio.to_thread(read_and_match, self.matcher, task, result, now, known)
-        else:
-            read = await asyncio.wrap_future(self._readers.submit(task, result, now, known))
-        if isinstance(read, ReadFeed):
-            return self._new_items(task, result, read, now, known or frozenset())
-        return read
+    async def _read(
+        self, task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None
+    ) -> ReadFeed | PollOutcome:
+        return await asyncio.to_thread(read_and_match, self.matcher, task, result, now, known)
 
     async def _known(self, feed_id: int) -> frozenset[str]:
         """Keys the feed has stored, as far as this instance knows.
@@ -299,17 +301,6 @@ class Service:
             seen[key] = None
         while len(seen) > SEEN_PER_FEED:
             del seen[next(iter(seen))]
-
-    def _new_items(
-        self, task: FeedTask, result: FetchResult, read: ReadFeed, now: datetime, known: frozenset[str]
-    ) -> PollOutcome:
-        matches = dict(zip((item.key for item in read.items), read.matches, strict=True))
-        fresh = new_items(read.items, known, lambda item: matches[item.key], task.first_poll, self.feeds.backfill, now)
-        return PollOutcome(
-            feed_id=task.feed_id, status="ok", http_status=result.http_status, new_items=fresh,
-            feed_title=read.title, etag=result.etag, last_modified=result.last_modified,
-            body_hash=read.body_hash, permanent_url=result.permanent_url, warnings=read.warnings,
-        )  # fmt: skip
 
     def _route(self, matches: Sequence[RuleMatch]) -> list[Route]:
         """Channel targets an alert goes to: the union of its rules' `notify` lists (all channels if unset)."""
@@ -471,6 +462,9 @@ class _Writer:
         service = self.service
         while True:
             await self.wakeup.wait()
+            if not self.closed and len(self.pending) < WRITE_BATCH:
+                # A transaction costs about the same for one poll as for hundreds: let a few more finish.
+                await asyncio.sleep(WRITE_GATHER)
             self.wakeup.clear()
             batch, self.pending = self.pending, []
             if batch:

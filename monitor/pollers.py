@@ -1,0 +1,238 @@
+"""Polling one feed, in this process or in a pool of poller processes that share the work by host.
+
+    Job (task, known keys) ──► fetch ──► read (pre-scan, parse, normalise, match) ──► new items ──► PollOutcome
+
+`poll_feed` is the whole path for one feed. The service runs it in its own process for tests and small
+desks (reading in a thread), or hands jobs to `Pollers`: one process per core, each with its own event loop,
+fetcher and matcher, so that fetching and reading use every core while the service's process keeps the
+database and the delivery. A feed's host decides its poller, so the per-host request limit still holds;
+the limit on requests in flight is shared out among the pollers.
+
+This module is what a poller imports: the fetcher and the pipeline, never the database or Apprise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import threading
+import zlib
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from monitor.fetch import Fetcher, FetchPolicy
+from monitor.pipeline.decide import ReadFeed, new_items, read_body
+from monitor.pipeline.match import Matcher
+from monitor.records import FeedTask, FetchResult, PollOutcome
+
+log = logging.getLogger("monitor.pollers")
+
+Read = Callable[[FeedTask, FetchResult, datetime, Collection[str] | None], Awaitable[ReadFeed | PollOutcome]]
+
+
+class FetchLike(Protocol):
+    async def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One feed to poll: its lease, and the keys it is known to have stored (None on its first poll)."""
+
+    task: FeedTask
+    known: frozenset[str] | None
+    backfill: timedelta
+
+
+def read_and_match(
+    matcher: Matcher, task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None
+) -> ReadFeed | PollOutcome:
+    """`read_body`, with each item's rule matches."""
+    read = read_body(task, result, now, known)
+    if isinstance(read, ReadFeed):
+        return replace(read, matches=tuple(matcher.match(item.document()) for item in read.items))
+    return read
+
+
+async def poll_feed(fetcher: FetchLike, job: Job, read: Read, now: Callable[[], datetime]) -> PollOutcome:
+    """Fetch, read and match one feed: the outcome to store. A failure is an outcome, never raised."""
+    task = job.task
+    result = await fetcher.fetch(task.url, task.etag, task.last_modified)
+    moment = now()
+    got = await read(task, result, moment, job.known)
+    if not isinstance(got, ReadFeed):
+        return got
+    matches = dict(zip((item.key for item in got.items), got.matches, strict=True))
+    fresh = new_items(got.items, job.known or (), lambda item: matches[item.key], task.first_poll, job.backfill, moment)
+    return PollOutcome(
+        feed_id=task.feed_id, status="ok", http_status=result.http_status, new_items=fresh,
+        feed_title=got.title, etag=result.etag, last_modified=result.last_modified,
+        body_hash=got.body_hash, permanent_url=result.permanent_url, warnings=got.warnings,
+    )  # fmt: skip
+
+
+class Pollers:
+    """`size` poller processes for one matcher and one fetch policy. `poll` may be awaited from any event
+    loop; `retire` lets jobs in flight finish; `close` stops at once."""
+
+    def __init__(self, size: int, matcher: Matcher, policy: FetchPolicy) -> None:
+        self.matcher, self.policy = matcher, policy
+        share = replace(policy, max_connections=max(1, math.ceil(policy.max_connections / size)))
+        self._ids = count()
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[PollOutcome], int, FeedTask]] = {}
+        self._shards = [_Shard(self, index, matcher, share) for index in range(size)]
+
+    async def poll(self, job: Job) -> PollOutcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PollOutcome] = loop.create_future()
+        shard = self._shards[zlib.crc32((urlsplit(job.task.url).hostname or "").encode()) % len(self._shards)]
+        with self._lock:
+            number = next(self._ids)
+            self._waiting[number] = (loop, future, shard.index, job.task)
+        if not shard.send((number, job)):
+            self._settle(number, _lost(job.task, "the poller process is gone"))
+        return await future
+
+    def _settle(self, number: int, outcome: PollOutcome) -> None:
+        with self._lock:
+            waiting = self._waiting.pop(number, None)
+        if waiting is None:
+            return
+        loop, future, _, _ = waiting
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        loop.call_soon_threadsafe(settle)
+
+    def _orphaned(self, shard: int, why: str) -> None:
+        """A poller died: every job it held ends as a failed poll (the feed is polled again next time)."""
+        with self._lock:
+            lost = [(number, task) for number, (_, _, index, task) in self._waiting.items() if index == shard]
+        for number, task in lost:
+            self._settle(number, _lost(task, why))
+
+    def retire(self) -> None:
+        for shard in self._shards:
+            shard.send(None)
+
+    def close(self) -> None:
+        for shard in self._shards:
+            shard.stop()
+
+
+class _Shard:
+    """One poller process, and the thread that takes its answers."""
+
+    def __init__(self, owner: Pollers, index: int, matcher: Matcher, policy: FetchPolicy) -> None:
+        self.owner, self.index = owner, index
+        self._args = (matcher, policy)
+        self._send_lock = threading.Lock()
+        self._process: Any = None
+        self._connection: Connection | None = None
+
+    def _start(self) -> Connection:
+        # forkserver, not fork: the service runs threads, which a fork would copy mid-flight.
+        context = get_context("forkserver")
+        mine, theirs = context.Pipe()
+        self._process = context.Process(target=_serve, args=(theirs, *self._args), daemon=True,
+                                        name=f"monitor-poller-{self.index}")  # fmt: skip
+        self._process.start()
+        theirs.close()
+        self._connection = mine
+        threading.Thread(target=self._answers, args=(mine,), name=f"monitor-poller-{self.index}", daemon=True).start()
+        return mine
+
+    def send(self, message: Any) -> bool:
+        with self._send_lock:
+            try:
+                connection = self._connection or (self._start() if message is not None else None)
+                if connection is not None:
+                    connection.send(message)
+                return True
+            except (OSError, EOFError):
+                self._connection = None
+                return False
+
+    def _answers(self, connection: Connection) -> None:
+        while True:
+            try:
+                number, outcome = connection.recv()
+            except (OSError, EOFError):
+                break
+            self.owner._settle(number, outcome)
+        with self._send_lock:
+            if self._connection is connection:
+                self._connection = None  # the next job starts a new process
+        connection.close()
+        self.owner._orphaned(self.index, "the poller process stopped before answering")
+
+    def stop(self) -> None:
+        with self._send_lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(OSError, EOFError):
+                connection.send(None)
+        if self._process is not None:
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+
+
+def _lost(task: FeedTask, why: str) -> PollOutcome:
+    return PollOutcome(feed_id=task.feed_id, status="failed", error=why)
+
+
+def _serve(connection: Connection, matcher: Matcher, policy: FetchPolicy) -> None:
+    """A poller process: jobs in, outcomes out, until it is sent None. Ctrl-C is the service's to handle:
+    the terminal signals the whole process group, and the service stops its pollers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_poll_jobs(connection, matcher, policy))
+
+
+async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPolicy) -> None:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[int, Job] | None] = asyncio.Queue()
+
+    def receive() -> None:  # a thread, so the pipe is drained even while the loop is busy reading a body
+        while True:
+            try:
+                message = connection.recv()
+            except (OSError, EOFError):
+                message = None
+            loop.call_soon_threadsafe(inbox.put_nowait, message)
+            if message is None:
+                return
+
+    async def read(task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None) -> Any:
+        return read_and_match(matcher, task, result, now, known)  # in the loop: this process is the worker
+
+    async def one(number: int, job: Job) -> None:
+        try:
+            outcome = await poll_feed(fetcher, job, read, lambda: datetime.now(UTC))
+        except Exception as error:  # a bug; the feed's poll fails, the poller carries on
+            log.exception("poll failed in a poller process")
+            outcome = _lost(job.task, f"internal error: {type(error).__name__}")
+        connection.send((number, outcome))  # small, and the service's side drains the pipe in a thread
+
+    threading.Thread(target=receive, daemon=True).start()
+    running: set[asyncio.Task[None]] = set()
+    async with Fetcher(policy) as fetcher:
+        while (message := await inbox.get()) is not None:
+            job_task = loop.create_task(one(*message))
+            running.add(job_task)
+            job_task.add_done_callback(running.discard)
+        if running:
+            await asyncio.wait(running)
+    connection.close()
