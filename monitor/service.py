@@ -27,7 +27,7 @@ from monitor import notify
 from monitor.config import ChannelSpec, Config, FeedsConfig, WatchList, load_config
 from monitor.config.loader import CONSOLE
 from monitor.fetch import FetchPolicy
-from monitor.pipeline.decide import ReadFeed, next_poll, retry_delivery
+from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
 from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
@@ -48,7 +48,8 @@ POLL_WINDOW = 800
 STORE_WINDOW = 600
 WRITE_BATCH = 500
 WRITE_GATHER = 0.05
-SEEN_PER_FEED = 1000
+SEEN_PER_FEED = MAX_ITEMS_PER_POLL
+"""Keys remembered per feed: as many as a poll reads, so a full feed is never read again for nothing."""
 DEFAULT_INTERVAL = timedelta(minutes=10)
 
 

@@ -1,0 +1,122 @@
+"""Poller processes on a real loopback farm: outcomes equal the in-process path's, a poller that dies fails
+only its own feeds (and the next poll starts another), and retiring lets polls in flight finish."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from monitor.fetch import Fetcher, FetchPolicy
+from monitor.pipeline.match import Matcher, RuleSpec
+from monitor.pipeline.query import parse
+from monitor.pollers import Job, Pollers, poll_feed, read_and_match
+from monitor.records import FeedTask, FetchResult, PollOutcome
+from tests.servers import FeedFarm, Route, running
+
+POLICY = FetchPolicy(allow_private_addresses=True, timeout=timedelta(seconds=10))
+NOW = datetime.now(UTC)
+
+
+def matcher() -> Matcher:
+    return Matcher({"karabakh": ("Karabakh", "Stepanakert")}, [RuleSpec("karabakh", "high", parse("@karabakh"))])
+
+
+def rss(*items: tuple[str, str]) -> bytes:
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>https://x.example/{guid}</link>"
+        f"<pubDate>{format_datetime(NOW)}</pubDate></item>"
+        for guid, title in items
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>X</title>{body}</channel></rss>'.encode()
+
+
+def task(url: str, feed_id: int = 1, first_poll: bool = False) -> FeedTask:
+    return FeedTask(
+        feed_id=feed_id, config_url=url, url=url, name=None, etag=None, last_modified=None, body_hash=None,
+        first_poll=first_poll, error_count=0, permanent_url=None, permanent_hits=0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def farm() -> Iterator[FeedFarm]:
+    farm = FeedFarm()
+    with running(farm):
+        yield farm
+
+
+def pollers_alive() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name.startswith("monitor-poller")]
+
+
+def test_a_poller_reads_as_this_process_does(farm: FeedFarm) -> None:
+    farm.routes["/a.xml"] = Route(rss(("1", "Shelling near Stepanakert"), ("2", "Oslo weather"), ("3", "Markets")))
+    job = Job(task(farm.url("/a.xml")), frozenset({"guid:3"}), timedelta(hours=24))
+
+    async def in_process() -> PollOutcome:
+        async def read(t: FeedTask, r: FetchResult, now: datetime, known: object) -> object:
+            return read_and_match(matcher(), t, r, now, job.known)
+
+        async with Fetcher(POLICY) as fetcher:
+            return await poll_feed(fetcher, job, read, lambda: NOW)  # type: ignore[arg-type]
+
+    async def in_poller() -> PollOutcome:
+        pollers = Pollers(2, matcher(), POLICY)
+        try:
+            return await pollers.poll(job)
+        finally:
+            pollers.close()
+
+    here, there = asyncio.run(in_process()), asyncio.run(in_poller())
+    assert there.status == here.status == "ok"
+    assert [n.item.key for n in there.new_items] == [n.item.key for n in here.new_items] == ["guid:1", "guid:2"]
+    assert [[m.rule for m in n.matches] for n in there.new_items] == [["karabakh"], []]
+    assert not pollers_alive()
+
+
+def test_a_dead_poller_fails_its_feeds_and_the_next_poll_starts_another(farm: FeedFarm) -> None:
+    farm.routes["/slow.xml"] = Route(rss(("1", "Karabakh")), delay=5.0)
+    farm.routes["/fast.xml"] = Route(rss(("2", "Stepanakert")))
+
+    async def scenario() -> tuple[PollOutcome, PollOutcome]:
+        pollers = Pollers(1, matcher(), POLICY)
+        try:
+            waiting = asyncio.ensure_future(pollers.poll(Job(task(farm.url("/slow.xml")), None, timedelta(1))))
+            deadline = time.monotonic() + 10
+            while not (alive := pollers_alive()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the request is in flight
+            for process in alive:
+                process.kill()
+            lost = await asyncio.wait_for(waiting, 10)
+            again = await asyncio.wait_for(pollers.poll(Job(task(farm.url("/fast.xml"), 2), None, timedelta(1))), 10)
+            return lost, again
+        finally:
+            pollers.close()
+
+    lost, again = asyncio.run(scenario())
+    assert (lost.feed_id, lost.status) == (1, "failed")
+    assert lost.error is not None and "poller process stopped" in lost.error
+    assert (again.feed_id, again.status, len(again.new_items)) == (2, "ok", 1)
+
+
+def test_a_retired_pool_finishes_the_polls_in_flight(farm: FeedFarm) -> None:
+    farm.routes["/slow.xml"] = Route(rss(("1", "Karabakh")), delay=1.0)
+
+    async def scenario() -> PollOutcome:
+        pollers = Pollers(1, matcher(), POLICY)
+        try:
+            waiting = asyncio.ensure_future(pollers.poll(Job(task(farm.url("/slow.xml")), None, timedelta(1))))
+            await asyncio.sleep(0.3)
+            pollers.retire()
+            return await asyncio.wait_for(waiting, 10)
+        finally:
+            pollers.close()
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, [n.item.key for n in outcome.new_items]) == ("ok", ["guid:1"])
