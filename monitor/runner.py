@@ -75,7 +75,7 @@ def _single_instance(url: str) -> Iterator[None]:
 
 
 def parse_workers() -> int:
-    """Processes that parse feeds: one per core."""
+    """Poller processes (fetch, parse, match): one per core."""
     return os.cpu_count() or 1
 
 
