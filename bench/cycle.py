@@ -497,7 +497,7 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
     print(
         f"concurrency: monitor as `run --once` builds it (Fetcher defaults: {MONITOR_IN_FLIGHT} requests in "
         f"flight, {FetchPolicy().per_host} per host; up to {getattr(monitor_service, 'CLAIM_BATCH', '?')} feeds "
-        f"claimed at once; poller processes: runner.parse_workers(), one per core); reader update_feeds(workers={args.workers}, "
+        f"claimed at once; poller processes: one per core); reader update_feeds(workers={args.workers}, "
         f"scheduled=False): {args.workers} fetch threads"
         + (" (= monitor's in-flight limit)" if args.workers == MONITOR_IN_FLIGHT else "")
         + ", parsing and storing in the calling thread"

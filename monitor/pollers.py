@@ -36,6 +36,8 @@ from monitor.records import FeedTask, FetchResult, PollOutcome
 
 log = logging.getLogger("monitor.pollers")
 
+ANSWERS_PER_MESSAGE = 8
+"""A first poll's outcome carries every item of the feed: a few per message keep both sides' buffers small."""
 Read = Callable[[FeedTask, FetchResult, datetime, Collection[str] | None], Awaitable[ReadFeed | PollOutcome]]
 
 
@@ -98,29 +100,25 @@ class Pollers:
         with self._lock:
             number = next(self._ids)
             self._waiting[number] = (loop, future, shard.index, job.task)
-        if not shard.send((number, job)):
-            self._settle(number, _lost(job.task, "the poller process is gone"))
+        shard.queue(loop, number, job)
         return await future
 
-    def _settle(self, number: int, outcome: PollOutcome) -> None:
+    def _settle(self, answers: list[tuple[int, PollOutcome]]) -> None:
+        """Hand outcomes to the polls waiting for them: one wake-up of each event loop for the lot."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[PollOutcome], PollOutcome]]] = {}
         with self._lock:
-            waiting = self._waiting.pop(number, None)
-        if waiting is None:
-            return
-        loop, future, _, _ = waiting
-
-        def settle() -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        loop.call_soon_threadsafe(settle)
+            for number, outcome in answers:
+                waiting = self._waiting.pop(number, None)
+                if waiting is not None:
+                    by_loop.setdefault(waiting[0], []).append((waiting[1], outcome))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_set_results, settled)
 
     def _orphaned(self, shard: int, why: str) -> None:
         """A poller died: every job it held ends as a failed poll (the feed is polled again next time)."""
         with self._lock:
             lost = [(number, task) for number, (_, _, index, task) in self._waiting.items() if index == shard]
-        for number, task in lost:
-            self._settle(number, _lost(task, why))
+        self._settle([(number, _lost(task, why)) for number, task in lost])
 
     def retire(self) -> None:
         for shard in self._shards:
@@ -140,6 +138,7 @@ class _Shard:
         self._send_lock = threading.Lock()
         self._process: Any = None
         self._connection: Connection | None = None
+        self._outgoing: list[tuple[int, Job]] = []
 
     def _start(self) -> Connection:
         # forkserver, not fork: the service runs threads, which a fork would copy mid-flight.
@@ -152,6 +151,17 @@ class _Shard:
         self._connection = mine
         threading.Thread(target=self._answers, args=(mine,), name=f"monitor-poller-{self.index}", daemon=True).start()
         return mine
+
+    def queue(self, loop: asyncio.AbstractEventLoop, number: int, job: Job) -> None:
+        """Send `job` with the others queued in this turn of the event loop: one message, not one each."""
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append((number, job))
+
+    def _flush(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        if batch and not self.send(batch):
+            self.owner._settle([(number, _lost(job.task, "the poller process is gone")) for number, job in batch])
 
     def send(self, message: Any) -> bool:
         with self._send_lock:
@@ -167,10 +177,10 @@ class _Shard:
     def _answers(self, connection: Connection) -> None:
         while True:
             try:
-                number, outcome = connection.recv()
+                answers = connection.recv()
             except (OSError, EOFError):
                 break
-            self.owner._settle(number, outcome)
+            self.owner._settle(answers)
         with self._send_lock:
             if self._connection is connection:
                 self._connection = None  # the next job starts a new process
@@ -190,6 +200,12 @@ class _Shard:
                 self._process.join()
 
 
+def _set_results(settled: list[tuple[asyncio.Future[PollOutcome], PollOutcome]]) -> None:
+    for future, outcome in settled:
+        if not future.done():
+            future.set_result(outcome)
+
+
 def _lost(task: FeedTask, why: str) -> PollOutcome:
     return PollOutcome(feed_id=task.feed_id, status="failed", error=why)
 
@@ -203,7 +219,8 @@ def _serve(connection: Connection, matcher: Matcher, policy: FetchPolicy) -> Non
 
 async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPolicy) -> None:
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[int, Job] | None] = asyncio.Queue()
+    inbox: asyncio.Queue[list[tuple[int, Job]] | None] = asyncio.Queue()
+    outbox: list[tuple[int, PollOutcome]] = []
 
     def receive() -> None:  # a thread, so the pipe is drained even while the loop is busy reading a body
         while True:
@@ -224,15 +241,24 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
         except Exception as error:  # a bug; the feed's poll fails, the poller carries on
             log.exception("poll failed in a poller process")
             outcome = _lost(job.task, f"internal error: {type(error).__name__}")
-        connection.send((number, outcome))  # small, and the service's side drains the pipe in a thread
+        if not outbox:
+            loop.call_soon(answer)
+        outbox.append((number, outcome))
+
+    def answer() -> None:  # the outcomes finished in one turn of the loop, a few per message
+        batch = outbox.copy()
+        outbox.clear()
+        for start in range(0, len(batch), ANSWERS_PER_MESSAGE):  # the service's side drains them in a thread
+            connection.send(batch[start : start + ANSWERS_PER_MESSAGE])
 
     threading.Thread(target=receive, daemon=True).start()
     running: set[asyncio.Task[None]] = set()
     async with Fetcher(policy) as fetcher:
-        while (message := await inbox.get()) is not None:
-            job_task = loop.create_task(one(*message))
-            running.add(job_task)
-            job_task.add_done_callback(running.discard)
+        while (batch := await inbox.get()) is not None:
+            for number, job in batch:
+                job_task = loop.create_task(one(number, job))
+                running.add(job_task)
+                job_task.add_done_callback(running.discard)
         if running:
             await asyncio.wait(running)
     connection.close()
