@@ -44,8 +44,7 @@ DELIVERY_LEASE = timedelta(minutes=2)
 SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
-POLL_WINDOW = 800
-STORE_WINDOW = 300
+IN_FLIGHT = 300
 WRITE_BATCH = 500
 WRITE_GATHER = 0.05
 SEEN_PER_FEED = MAX_ITEMS_PER_POLL
@@ -223,12 +222,10 @@ class Service:
             self._synced = True
         seen: set[int] = set()
         writer = _Writer(self)
-        # Feeds being fetched and read at once: enough to keep the fetcher and the parsers busy, few enough
-        # that fetched bodies waiting for a parser do not pile up in memory. Read feeds waiting for the
-        # database hold only their new items, and have a window of their own, so a slow write never stops
-        # the fetching.
-        window = asyncio.Semaphore(POLL_WINDOW)
-        storing = asyncio.Semaphore(STORE_WINDOW)
+        # Feeds in flight, from claim to stored: enough to keep every poller busy (150 left them idle between
+        # answers). Bodies are bounded by each fetcher's connections; this bounds the outcomes (a first
+        # poll's carry every item of the feed) waiting for the database.
+        in_flight = asyncio.Semaphore(IN_FLIGHT)
         try:
             while True:
                 tasks = await self._in_db(
@@ -239,9 +236,8 @@ class Service:
                 seen.update(t.feed_id for t in tasks)
 
                 async def one(task: FeedTask) -> None:
-                    async with storing:
-                        async with window:
-                            outcome = await self._poll_feed(task)
+                    async with in_flight:
+                        outcome = await self._poll_feed(task)
                         interval = self._intervals.get(task.config_url, DEFAULT_INTERVAL)
                         due = next_poll(outcome, interval, task.error_count, self.now(), self.rng)
                         stored = await self._store(task, outcome, due, writer)
@@ -282,8 +278,8 @@ class Service:
     async def _known(self, feed_id: int) -> frozenset[str]:
         """Keys the feed has stored, as far as this instance knows.
 
-        The database is asked once per feed (the first changed body since start) for the last keys stored,
-        and from then on memory answers, adding every key stored since. Memory only decides what is parsed:
+        The database is asked once per feed (its first poll since start) for the last keys stored, and
+        from then on memory answers, adding every key stored since. Memory only decides what is parsed:
         the database decides what is new (a stored key's insert does nothing), so a key another instance
         stored, or one memory let go and the feed brought back, costs a parse, never an alert."""
         seen = self._seen.get(feed_id)
