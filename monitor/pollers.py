@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from monitor import logs
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.pipeline.decide import ReadFeed, new_items, read_body
 from monitor.pipeline.match import Matcher
@@ -91,7 +92,10 @@ class Pollers:
         self._ids = count()
         self._lock = threading.Lock()
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[PollOutcome], int, FeedTask]] = {}
-        self._shards = [_Shard(self, index, matcher, share) for index in range(size)]
+        # Pollers log as the service does, when the service has set up logging (`monitor run`).
+        root = logging.getLogger()
+        level = logging.getLevelName(root.level) if root.handlers else None
+        self._shards = [_Shard(self, index, matcher, share, level) for index in range(size)]
 
     async def poll(self, job: Job) -> PollOutcome:
         loop = asyncio.get_running_loop()
@@ -132,9 +136,9 @@ class Pollers:
 class _Shard:
     """One poller process, and the thread that takes its answers."""
 
-    def __init__(self, owner: Pollers, index: int, matcher: Matcher, policy: FetchPolicy) -> None:
+    def __init__(self, owner: Pollers, index: int, matcher: Matcher, policy: FetchPolicy, level: str | None) -> None:
         self.owner, self.index = owner, index
-        self._args = (matcher, policy)
+        self._args = (matcher, policy, level)
         self._send_lock = threading.Lock()
         self._process: Any = None
         self._connection: Connection | None = None
@@ -210,10 +214,12 @@ def _lost(task: FeedTask, why: str) -> PollOutcome:
     return PollOutcome(feed_id=task.feed_id, status="failed", error=why)
 
 
-def _serve(connection: Connection, matcher: Matcher, policy: FetchPolicy) -> None:
+def _serve(connection: Connection, matcher: Matcher, policy: FetchPolicy, level: str | None) -> None:
     """A poller process: jobs in, outcomes out, until it is sent None. Ctrl-C is the service's to handle:
     the terminal signals the whole process group, and the service stops its pollers itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if level is not None:
+        logs.setup(level)
     asyncio.run(_poll_jobs(connection, matcher, policy))
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
-from monitor.fetch import Fetcher
+from monitor.fetch import Fetcher, mask_url
 from monitor.records import FetchResult
 from monitor.scheduler import serve
 from monitor.service import Service, fetch_policy
@@ -203,7 +203,7 @@ def show_feeds(db: str | None) -> None:
         if feed.error_count:
             status += f" ×{feed.error_count}"
         table.add_row(
-            feed.name or feed.title or feed.url, status, _when(feed.last_success_at), feed.last_error or "",
+            feed.name or feed.title or mask_url(feed.url), status, _when(feed.last_success_at), feed.last_error or "",
             str(feed.item_count), _when(feed.next_poll_at) if feed.status != "gone" else "stopped",
         )  # fmt: skip
     _console().print(table)

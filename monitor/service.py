@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from monitor import notify
 from monitor.config import ChannelSpec, Config, FeedsConfig, WatchList, load_config
 from monitor.config.loader import CONSOLE
-from monitor.fetch import FetchPolicy
+from monitor.fetch import FetchPolicy, mask_url
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
@@ -126,7 +126,7 @@ class CycleReport:
         self.not_modified += outcome.status in ("not_modified", "unchanged")
         if outcome.status in ("failed", "gone"):
             self.failed += 1
-            self.failures.append((task.name or task.url, outcome.error or outcome.status))
+            self.failures.append((_feed_label(task), outcome.error or outcome.status))
         self.new_items += stored.new_items
         self.alerts += stored.alerts
         self.deliveries += stored.deliveries
@@ -261,7 +261,7 @@ class Service:
         # Committed now, by this instance or (on conflict) another. A first poll stored every entry the feed
         # has, so its keys are all there is to know.
         self._remember(task.feed_id, [new.item.key for new in outcome.new_items], start=task.first_poll)
-        extra = {"feed": task.name or task.url, "status": outcome.status}
+        extra = {"feed": _feed_label(task), "status": outcome.status}
         if outcome.status in ("failed", "gone"):
             log.warning("poll failed: %s", outcome.error, extra=extra)
         elif stored.new_items:
@@ -477,3 +477,8 @@ class _Writer:
                         future.set_result(result)
             if self.closed and not self.pending:
                 return
+
+
+def _feed_label(task: FeedTask) -> str:
+    """How logs and reports name a feed: its name, else its URL with any token or password masked."""
+    return task.name or mask_url(task.url)

@@ -305,3 +305,29 @@ def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "monitor stopped" in err
+
+
+def test_pollers_log_like_the_service_and_mask_secrets(tmp_path: Path) -> None:
+    """Fetching happens in poller processes; at debug level their lines reach the service's log, in its
+    format, with a token in a feed URL masked."""
+    farm = FeedFarm()
+    farm.routes["/a.xml"] = Route(rss([STORY_1, QUIET]))
+    with running(farm):
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "keywords.toml").write_text('schema = 1\n[[rules]]\nid = "s"\nquery = "Stepanakert"\n')
+        (config / "feeds.toml").write_text(
+            f'[fetch]\nallow_private_addresses = true\n[[feeds]]\nurl = "{farm.url("/a.xml")}?token=hunter22"\n'
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "monitor", "run", "--once", "--log-level", "debug", "--config-dir", str(config)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        listed = subprocess.run([sys.executable, "-m", "monitor", "feeds"], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fetched = [line for line in proc.stderr.splitlines() if " monitor.fetch " in line]
+    assert fetched and "token=***" in fetched[0] and " DEBUG " in fetched[0], proc.stderr
+    # The feed answers 404: the failure is logged, summed up and listed, its URL masked each time.
+    assert "poll failed" in proc.stderr and "failed:" in proc.stderr and "token=***" in listed.stdout
+    assert "hunter22" not in proc.stderr + proc.stdout + listed.stdout + listed.stderr

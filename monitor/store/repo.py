@@ -19,6 +19,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.config import FeedSpec
+from monitor.fetch import mask_url
 from monitor.records import (
     PRIORITIES,
     AlertView,
@@ -294,8 +295,8 @@ class Store:
                 story_id=alert.story_id,
                 title=item.title,
                 link=item.link,
-                outlet=feed.name or feed.title or feed.url,
-                also=tuple(str(n or t or u) for n, t, u in others),
+                outlet=feed.name or feed.title or mask_url(feed.url),  # a feed URL may carry a token
+                also=tuple(str(n or t or mask_url(str(u))) for n, t, u in others),
                 published=item.published_at,
                 detected=alert.created_at,
                 rules=tuple(json.loads(alert.rules)),
