@@ -278,17 +278,21 @@ def test_newcomer_runs_the_shipped_config(tmp_path: Path) -> None:
     assert oct((tmp_path / "monitor.db").stat().st_mode & 0o777) == "0o600"
 
 
+def _one_feed(tmp_path: Path, url: str) -> Path:
+    """A config directory: one rule (Stepanakert), one feed at `url`."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "keywords.toml").write_text('schema = 1\n[[rules]]\nid = "s"\nquery = "Stepanakert"\n')
+    (config / "feeds.toml").write_text(f'[fetch]\nallow_private_addresses = true\n[[feeds]]\nurl = "{url}"\n')
+    return config
+
+
 def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
     """A terminal's Ctrl-C reaches the parse workers too: the service stops, and nobody prints a traceback."""
     farm = FeedFarm()
     farm.routes["/a.xml"] = Route(rss([STORY_1, QUIET]))
     with running(farm):
-        config = tmp_path / "config"
-        config.mkdir()
-        (config / "keywords.toml").write_text('schema = 1\n[[rules]]\nid = "s"\nquery = "Stepanakert"\n')
-        (config / "feeds.toml").write_text(
-            f'[fetch]\nallow_private_addresses = true\n[[feeds]]\nurl = "{farm.url("/a.xml")}"\n'
-        )
+        config = _one_feed(tmp_path, farm.url("/a.xml"))
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config-dir", str(config)],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -313,12 +317,7 @@ def test_pollers_log_like_the_service_and_mask_secrets(tmp_path: Path) -> None:
     farm = FeedFarm()
     farm.routes["/a.xml"] = Route(rss([STORY_1, QUIET]))
     with running(farm):
-        config = tmp_path / "config"
-        config.mkdir()
-        (config / "keywords.toml").write_text('schema = 1\n[[rules]]\nid = "s"\nquery = "Stepanakert"\n')
-        (config / "feeds.toml").write_text(
-            f'[fetch]\nallow_private_addresses = true\n[[feeds]]\nurl = "{farm.url("/a.xml")}?token=hunter22"\n'
-        )
+        config = _one_feed(tmp_path, farm.url("/a.xml") + "?token=hunter22")
         proc = subprocess.run(
             [sys.executable, "-m", "monitor", "run", "--once", "--log-level", "debug", "--config-dir", str(config)],
             cwd=tmp_path, capture_output=True, text=True, timeout=120,
