@@ -204,9 +204,12 @@ class Fetcher:
             result = await self._fetch_http(url, etag, last_modified)
         if result.error is not None:
             result = replace(result, error=_scrub(result.error, url))
-        masked = mask_url(url)
-        detail = result.error or result.http_status or ""
-        logger.debug("fetch %s: %s %s", masked, result.status, detail, extra={"feed": masked, "status": result.status})
+        if logger.isEnabledFor(logging.DEBUG):  # masking costs regexes on every fetch: only when it is shown
+            masked = mask_url(url)
+            detail = result.error or result.http_status or ""
+            logger.debug(
+                "fetch %s: %s %s", masked, result.status, detail, extra={"feed": masked, "status": result.status}
+            )
         return result
 
     async def _read_file(self, url: str) -> FetchResult:

@@ -45,8 +45,6 @@ SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
 IN_FLIGHT = 300
-WRITE_BATCH = 500
-WRITE_GATHER = 0.05
 SEEN_PER_FEED = MAX_ITEMS_PER_POLL
 """Keys remembered per feed: as many as a poll reads, so a full feed is never read again for nothing."""
 DEFAULT_INTERVAL = timedelta(minutes=10)
@@ -459,9 +457,6 @@ class _Writer:
         service = self.service
         while True:
             await self.wakeup.wait()
-            if not self.closed and len(self.pending) < WRITE_BATCH:
-                # A transaction costs about the same for one poll as for hundreds: let a few more finish.
-                await asyncio.sleep(WRITE_GATHER)
             self.wakeup.clear()
             batch, self.pending = self.pending, []
             if batch:

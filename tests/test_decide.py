@@ -481,3 +481,17 @@ def test_an_entry_without_identity_is_skipped_with_a_warning() -> None:
 def test_a_body_that_is_not_a_feed_fails_with_the_parsers_reason() -> None:
     got = read_body(task(), ok(b"   "), NOW)
     assert got == PollOutcome(feed_id=7, status="failed", error="empty body", http_status=200)
+
+
+def test_known_keys_cut_a_changed_body_to_its_new_entries() -> None:
+    body = rss([("c", "Third story"), ("b", "Second story"), ("a", "First story")])
+    digest = hashlib.sha256(body).hexdigest()
+    everything = read_body(task(), ok(body), NOW, {"guid:a", "guid:b", "guid:c"})
+    assert everything == PollOutcome(feed_id=7, status="ok", http_status=200, etag='"etag-2"',
+                                     last_modified="Mon, 10 Mar 2025 08:00:00 GMT", body_hash=digest)  # fmt: skip
+    one_new = read_body(task(), ok(body), NOW, {"guid:a", "guid:b"})
+    assert isinstance(one_new, ReadFeed) and one_new.body_hash == digest
+    assert [(i.key, i.title) for i in one_new.items] == [("guid:c", "Third story")]
+    # Without known keys (a first poll), every entry is read.
+    all_read = read_body(task(), ok(body), NOW)
+    assert isinstance(all_read, ReadFeed) and [i.key for i in all_read.items] == ["guid:c", "guid:b", "guid:a"]

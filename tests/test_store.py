@@ -81,6 +81,16 @@ def test_removed_and_readded_feed_keeps_its_seen_keys(store: Store) -> None:
     assert store.recent_keys(again.feed_id, 10) == ["guid:1"]
 
 
+def test_recent_keys_are_the_newest_stored_first(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss"), spec("https://b.example/rss")], NOW)
+    a, b = sorted(store.claim_due(NOW, 10, LEASE, "one"), key=lambda t: t.url)
+    for n in (1, 2, 3):
+        new = NewItem(item(f"guid:{n}", f"https://a.example/{n}", f"f{n}"), (), False)
+        store.record_poll(ok(a.feed_id, new), NOW + timedelta(minutes=10), NOW, route)
+    assert store.recent_keys(a.feed_id, 2) == ["guid:3", "guid:2"]
+    assert store.recent_keys(b.feed_id, 2) == []
+
+
 def test_failure_backoff_state_and_gone(store: Store) -> None:
     store.sync_feeds([spec("https://a.example/rss")], NOW)
     [task] = store.claim_due(NOW, 10, LEASE, "one")

@@ -79,8 +79,7 @@ def read_body(
     if isinstance(digest, PollOutcome):
         return digest
     body = result.body
-    found = scan(body) if known is not None else None
-    if found is not None and known is not None:
+    if known is not None and (found := scan(body)) is not None:
         fresh = [position for position, key in enumerate(found.keys) if key not in known]
         if not fresh:
             return nothing_new(task, result, digest)
