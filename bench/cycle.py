@@ -76,11 +76,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def usage() -> tuple[float, int, int]:
-    """CPU seconds used so far by this process and its children (reaped and live), this process's peak RSS,
-    and the sum of its children's peak RSS (bytes)."""
+def usage() -> tuple[float, float, int, int]:
+    """CPU seconds used so far by this process and its children (reaped and live), by this process alone, this
+    process's peak RSS, and the sum of its children's peak RSS (bytes)."""
     own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    cpu_own = own.ru_utime + own.ru_stime
     children = reaped.ru_maxrss * 1024
     tick = os.sysconf("SC_CLK_TCK")
     for pid in _children(os.getpid()):
@@ -94,7 +95,7 @@ def usage() -> tuple[float, int, int]:
                         children += int(line.split()[1]) * 1024
         except (OSError, IndexError, ValueError):
             continue
-    return cpu, own.ru_maxrss * 1024, children
+    return cpu, cpu_own, own.ru_maxrss * 1024, children
 
 
 def tree_pss(pids: Sequence[int]) -> int:
@@ -239,16 +240,17 @@ Result = dict[str, Any]
 
 
 def _measured(run: Callable[[], Result]) -> Result:
-    cpu0, _, _ = usage()
+    cpu0, own0, _, _ = usage()
     sampler = PssSampler()
     started = time.perf_counter()
     result = run()
     wall = time.perf_counter() - started
     pss = sampler.stop()
-    cpu1, own, children = usage()
+    cpu1, own1, own, children = usage()
     cpu = cpu1 - cpu0 - sampler.cpu  # the sampler is the benchmark's, not the client's
-    return {**result, "wall": wall, "cpu": cpu, "peak_rss": own + children, "peak_rss_main": own,
-            "peak_rss_children": children, "peak_pss": pss, "processes": 1 + len(_children(os.getpid()))}  # fmt: skip
+    return {**result, "wall": wall, "cpu": cpu, "cpu_main": own1 - own0 - sampler.cpu, "peak_rss": own + children,
+            "peak_rss_main": own, "peak_rss_children": children, "peak_pss": pss,
+            "processes": 1 + len(_children(os.getpid()))}  # fmt: skip
 
 
 def monitor_client(
@@ -260,8 +262,7 @@ def monitor_client(
     profile_phase: str = "steady",
 ) -> None:
     from monitor.config import load_config
-    from monitor.fetch import Fetcher
-    from monitor.runner import fetch_policy, parse_workers
+    from monitor.runner import parse_workers
     from monitor.service import Service
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store
@@ -281,8 +282,7 @@ def monitor_client(
         printed[0] += 1  # the console channel: counted, not printed
 
     with asyncio.Runner() as runner:
-        fetcher = Fetcher(fetch_policy(config.feeds))
-        service = Service(config, store, fetcher, console=console, workers=parse_workers())
+        service = Service(config, store, None, console=console, workers=parse_workers())
         emit({"ready": True})
         for phase in commands:
             if profiles is not None and phase == profile_phase:
@@ -310,7 +310,6 @@ def monitor_client(
             if profiles is not None and phase == profile_phase and profile is not None:
                 result["profile"] = profiles.dump(profile)
             emit(result)
-        runner.run(fetcher.close())
         service.close()
     if profiles is not None:
         sys.stderr.flush()
@@ -564,7 +563,8 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
         for name in names:
             r = results[name][phase]
             print(
-                f"{'':16}{name}: {r['processes']} process(es), peak RSS {_mb(r['peak_rss_main'])} MB main + "
+                f"{'':16}{name}: {r['processes']} process(es), CPU {r['cpu_main']:.2f} s main + "
+                f"{r['cpu'] - r['cpu_main']:.2f} s children, peak RSS {_mb(r['peak_rss_main'])} MB main + "
                 f"{_mb(r['peak_rss_children'])} MB children, peak PSS {_mb(r['peak_pss'])} MB"
             )
     if "monitor" in results:

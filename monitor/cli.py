@@ -1,7 +1,7 @@
 """The `monitor` command line: thin Typer commands over `service`. Exit 0 ok, 1 user error, 2 usage error.
 
-Commands import what they use when they run: the reading processes import this module again (it is the
-program's main module), and each should not carry the database, Apprise and aiohttp in memory."""
+Commands import what they use when they run, so that `monitor --help` and the small commands start fast and
+none carries the database, Apprise and aiohttp in memory for nothing."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ fetcher and matcher, so that fetching and reading use every core while the servi
 database and the delivery. A feed's host decides its poller, so the per-host request limit still holds;
 the limit on requests in flight is shared out among the pollers.
 
-This module is what a poller imports: the fetcher and the pipeline, never the database or Apprise.
+This module is what a poller imports: the fetcher (in the poller only) and the pipeline, never the database
+or Apprise.
 """
 
 from __future__ import annotations
@@ -17,22 +18,26 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
+import subprocess
+import sys
 import threading
 import zlib
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
-from multiprocessing import get_context
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from monitor import logs
-from monitor.fetch import Fetcher, FetchPolicy
 from monitor.pipeline.decide import ReadFeed, new_items, read_body
 from monitor.pipeline.match import Matcher
+from monitor.policy import FetchPolicy
 from monitor.records import FeedTask, FetchResult, PollOutcome
 
 log = logging.getLogger("monitor.pollers")
@@ -132,6 +137,10 @@ class Pollers:
         for shard in self._shards:
             shard.stop()
 
+    def pids(self) -> list[int]:
+        """The poller processes running now."""
+        return [pid for shard in self._shards if (pid := shard.pid()) is not None]
+
 
 class _Shard:
     """One poller process, and the thread that takes its answers."""
@@ -145,16 +154,26 @@ class _Shard:
         self._outgoing: list[tuple[int, Job]] = []
 
     def _start(self) -> Connection:
-        # forkserver, not fork: the service runs threads, which a fork would copy mid-flight.
-        context = get_context("forkserver")
-        mine, theirs = context.Pipe()
-        self._process = context.Process(target=_serve, args=(theirs, *self._args), daemon=True,
-                                        name=f"monitor-poller-{self.index}")  # fmt: skip
-        self._process.start()
-        theirs.close()
+        # A new interpreter that imports this module only. Not a fork: the service runs threads, which a fork
+        # would copy mid-flight. Not multiprocessing's forkserver either: it keeps two more processes resident
+        # (the server and its resource tracker, ~27 MB) and re-imports the program's main module.
+        mine, theirs = Pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "from monitor.pollers import main; main()", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_child_environment(),
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        mine.send(self._args)
         self._connection = mine
-        threading.Thread(target=self._answers, args=(mine,), name=f"monitor-poller-{self.index}", daemon=True).start()
+        threading.Thread(target=self._answers, args=(mine, self._process), name=f"monitor-poller-{self.index}",
+                         daemon=True).start()  # fmt: skip
         return mine
+
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     def queue(self, loop: asyncio.AbstractEventLoop, number: int, job: Job) -> None:
         """Send `job` with the others queued in this turn of the event loop: one message, not one each."""
@@ -178,7 +197,7 @@ class _Shard:
                 self._connection = None
                 return False
 
-    def _answers(self, connection: Connection) -> None:
+    def _answers(self, connection: Connection, process: subprocess.Popen[bytes]) -> None:
         while True:
             try:
                 answers = connection.recv()
@@ -190,6 +209,7 @@ class _Shard:
                 self._connection = None  # the next job starts a new process
         connection.close()
         self.owner._orphaned(self.index, "the poller process stopped before answering")
+        _reap(process)
 
     def stop(self) -> None:
         with self._send_lock:
@@ -198,10 +218,24 @@ class _Shard:
             with contextlib.suppress(OSError, EOFError):
                 connection.send(None)
         if self._process is not None:
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
+            _reap(self._process)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a poller that was told to stop or lost its pipe; kill it if it does not go."""
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with the directory `monitor` was imported from first on the child's path, so the
+    child runs this same code whether or not the package is installed."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else os.pathsep.join((root, path))}
 
 
 def _set_results(settled: list[tuple[asyncio.Future[PollOutcome], PollOutcome]]) -> None:
@@ -214,18 +248,26 @@ def _lost(task: FeedTask, why: str) -> PollOutcome:
     return PollOutcome(feed_id=task.feed_id, status="failed", error=why)
 
 
-def _serve(connection: Connection, matcher: Matcher, policy: FetchPolicy, level: str | None) -> None:
-    """A poller process: jobs in, outcomes out, until it is sent None. Ctrl-C is the service's to handle:
-    the terminal signals the whole process group, and the service stops its pollers itself."""
+def main() -> None:
+    """A poller process: its matcher, fetch policy and log level first, then jobs in and outcomes out, until
+    it is sent None or the service's end of the pipe closes. Ctrl-C is the service's to handle: the terminal
+    signals the whole process group, and the service stops its pollers itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    connection = Connection(int(sys.argv[1]))
+    try:
+        matcher, policy, level = connection.recv()
+    except (OSError, EOFError):
+        return
     if level is not None:
         logs.setup(level)
     asyncio.run(_poll_jobs(connection, matcher, policy))
 
 
 async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPolicy) -> None:
+    from monitor.fetch import Fetcher  # here, so that the service's process never loads the HTTP client
+
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[list[tuple[int, Job]] | None] = asyncio.Queue()
+    inbox: asyncio.Queue[list[tuple[int, Job]] | Literal["gone"] | None] = asyncio.Queue()
     outbox: list[tuple[int, PollOutcome]] = []
 
     def receive() -> None:  # a thread, so the pipe is drained even while the loop is busy reading a body
@@ -233,9 +275,9 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
             try:
                 message = connection.recv()
             except (OSError, EOFError):
-                message = None
+                message = "gone"  # the service died: nobody waits for the polls in flight
             loop.call_soon_threadsafe(inbox.put_nowait, message)
-            if message is None:
+            if message is None or message == "gone":
                 return
 
     async def read(task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None) -> Any:
@@ -261,6 +303,10 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
     running: set[asyncio.Task[None]] = set()
     async with Fetcher(policy) as fetcher:
         while (batch := await inbox.get()) is not None:
+            if batch == "gone":
+                for job_task in running:
+                    job_task.cancel()
+                break
             for number, job in batch:
                 job_task = loop.create_task(one(number, job))
                 running.add(job_task)

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
-from monitor.fetch import Fetcher, mask_url
+from monitor.policy import mask_url
 from monitor.records import FetchResult
 from monitor.scheduler import serve
-from monitor.service import Service, fetch_policy
+from monitor.service import Service
 from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine, upgrade
 from monitor.store.repo import Store
 
@@ -106,19 +106,18 @@ def _console_alert(text: str) -> None:
 
 async def _once(config: Config, store: Store) -> None:
     assert config.feeds is not None
-    async with Fetcher(fetch_policy(config.feeds)) as fetcher:
-        service = Service(config, store, fetcher, console=_console_alert, workers=parse_workers())
-        try:
-            if sys.stdout.isatty():
-                progress = Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-                with progress:
-                    bar = progress.add_task("feeds", total=len(config.feeds.feeds))
-                    report = await service.poll(every=True, on_feed=lambda task, outcome: progress.advance(bar))
-            else:
-                report = await service.poll(every=True)
-            deliveries = await service.deliver()
-        finally:
-            service.close()
+    service = Service(config, store, None, console=_console_alert, workers=parse_workers())
+    try:
+        if sys.stdout.isatty():
+            progress = Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with progress:
+                bar = progress.add_task("feeds", total=len(config.feeds.feeds))
+                report = await service.poll(every=True, on_feed=lambda task, outcome: progress.advance(bar))
+        else:
+            report = await service.poll(every=True)
+        deliveries = await service.deliver()
+    finally:
+        service.close()
     for feed, error in report.failures:
         print(f"failed: {feed}: {error}", file=sys.stderr)
     print(f"{report}; deliveries: {deliveries}")
@@ -131,25 +130,24 @@ async def _forever(config_dir: Path, config: Config, store: Store) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     watcher = ConfigWatcher(config_dir)
-    async with Fetcher(fetch_policy(config.feeds)) as fetcher:
-        service = Service(config, store, fetcher, console=_console_alert, workers=parse_workers())
+    service = Service(config, store, None, console=_console_alert, workers=parse_workers())
 
-        async def reload() -> None:
-            fresh = watcher.changed()
-            if fresh is not None:
-                service.reload(fresh)
-                log.info("config reloaded", extra={"status": "ok"})
+    async def reload() -> None:
+        fresh = watcher.changed()
+        if fresh is not None:
+            service.reload(fresh)
+            log.info("config reloaded", extra={"status": "ok"})
 
-        log.info(
-            "monitor running: %d feeds, %d rules; Ctrl-C stops",
-            len(config.feeds.feeds),
-            len(config.watchlist.rules) if config.watchlist else 0,
-        )
-        try:
-            await serve({"poll": (service.poll, POLL_EVERY), "deliver": (service.deliver, DELIVER_EVERY),
-                         "reload": (reload, RELOAD_EVERY)}, stop)  # fmt: skip
-        finally:
-            service.close()
+    log.info(
+        "monitor running: %d feeds, %d rules; Ctrl-C stops",
+        len(config.feeds.feeds),
+        len(config.watchlist.rules) if config.watchlist else 0,
+    )
+    try:
+        await serve({"poll": (service.poll, POLL_EVERY), "deliver": (service.deliver, DELIVER_EVERY),
+                     "reload": (reload, RELOAD_EVERY)}, stop)  # fmt: skip
+    finally:
+        service.close()
     log.info("monitor stopped")
 
 

@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 from monitor import notify
 from monitor.config import ChannelSpec, Config, FeedsConfig, WatchList, load_config
 from monitor.config.loader import CONSOLE
-from monitor.fetch import FetchPolicy, mask_url
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
+from monitor.policy import FetchPolicy, mask_url
 from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
@@ -153,7 +153,7 @@ class Service:
         self,
         config: Config,
         store: Store,
-        fetcher: FetchLike,
+        fetcher: FetchLike | None,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
@@ -163,8 +163,10 @@ class Service:
         workers: int = 0,
     ) -> None:
         """`workers` > 0 polls (fetches, reads, matches) in that many processes, with the fetch policy of
-        feeds.toml; 0 polls with `fetcher` in this process, reading in a thread, which is enough for tests
-        and small desks."""
+        feeds.toml (`fetcher` may then be None); 0 polls with `fetcher` in this process, reading in a thread,
+        which is enough for tests and small desks."""
+        if workers == 0 and fetcher is None:
+            raise ValueError("a Service polling in its own process (workers=0) needs a fetcher")
         self.store = store
         self.fetcher = fetcher
         self.now = now
@@ -252,6 +254,7 @@ class Service:
         job = Job(task, known, self.feeds.backfill)
         if self._pollers is not None:
             return await self._pollers.poll(job)
+        assert self.fetcher is not None  # see __init__
         return await poll_feed(self.fetcher, job, self._read, self.now)
 
     async def _store(self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _Writer) -> StoredPoll:

@@ -24,8 +24,7 @@ from sqlalchemy import MetaData, select
 
 from monitor.config import Config, load_config
 from monitor.fetch import Fetcher
-from monitor.runner import fetch_policy
-from monitor.service import CycleReport, DeliveryReport, Service
+from monitor.service import CycleReport, DeliveryReport, Service, fetch_policy
 from monitor.store.engine import open_engine, upgrade
 from monitor.store.repo import Store
 from tests.conftest import REPO
@@ -214,7 +213,7 @@ KILL_AFTER_COMMIT = textwrap.dedent(
     from pathlib import Path
     from monitor.config import load_config
     from monitor.fetch import Fetcher
-    from monitor.runner import fetch_policy
+    from monitor.service import fetch_policy
     from monitor.service import Service
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store

@@ -4,7 +4,11 @@ only its own feeds (and the next poll starts another), and retiring lets polls i
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +21,7 @@ from monitor.pipeline.match import Matcher, RuleSpec
 from monitor.pipeline.query import parse
 from monitor.pollers import Job, Pollers, poll_feed, read_and_match
 from monitor.records import FeedTask, FetchResult, PollOutcome
+from tests.conftest import REPO
 from tests.servers import FeedFarm, Route, running
 
 POLICY = FetchPolicy(allow_private_addresses=True, timeout=timedelta(seconds=10))
@@ -50,8 +55,13 @@ def farm() -> Iterator[FeedFarm]:
         yield farm
 
 
-def pollers_alive() -> list[multiprocessing.process.BaseProcess]:
-    return [p for p in multiprocessing.active_children() if p.name.startswith("monitor-poller")]
+def alive(pid: int) -> bool:
+    """Running, not a zombie: an orphan's exit is reaped by whoever adopts it, maybe late."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_poller_reads_as_this_process_does(farm: FeedFarm) -> None:
@@ -65,10 +75,14 @@ def test_a_poller_reads_as_this_process_does(farm: FeedFarm) -> None:
         async with Fetcher(POLICY) as fetcher:
             return await poll_feed(fetcher, job, read, lambda: NOW)  # type: ignore[arg-type]
 
+    started: list[int] = []
+
     async def in_poller() -> PollOutcome:
         pollers = Pollers(2, matcher(), POLICY)
         try:
-            return await pollers.poll(job)
+            outcome = await pollers.poll(job)
+            started.extend(pollers.pids())
+            return outcome
         finally:
             pollers.close()
 
@@ -76,7 +90,8 @@ def test_a_poller_reads_as_this_process_does(farm: FeedFarm) -> None:
     assert there.status == here.status == "ok"
     assert [n.item.key for n in there.new_items] == [n.item.key for n in here.new_items] == ["guid:1", "guid:2"]
     assert [[m.rule for m in n.matches] for n in there.new_items] == [["karabakh"], []]
-    assert not pollers_alive()
+    assert len(started) == 1  # the job's shard only: a poller starts with its first job
+    assert not alive(started[0])  # closed and reaped
 
 
 def test_a_dead_poller_fails_its_feeds_and_the_next_poll_starts_another(farm: FeedFarm) -> None:
@@ -88,11 +103,11 @@ def test_a_dead_poller_fails_its_feeds_and_the_next_poll_starts_another(farm: Fe
         try:
             waiting = asyncio.ensure_future(pollers.poll(Job(task(farm.url("/slow.xml")), None, timedelta(1))))
             deadline = time.monotonic() + 10
-            while not (alive := pollers_alive()) and time.monotonic() < deadline:
+            while not (running := pollers.pids()) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # the request is in flight
-            for process in alive:
-                process.kill()
+            for pid in running:
+                os.kill(pid, signal.SIGKILL)
             lost = await asyncio.wait_for(waiting, 10)
             again = await asyncio.wait_for(pollers.poll(Job(task(farm.url("/fast.xml"), 2), None, timedelta(1))), 10)
             return lost, again
@@ -108,15 +123,52 @@ def test_a_dead_poller_fails_its_feeds_and_the_next_poll_starts_another(farm: Fe
 def test_a_retired_pool_finishes_the_polls_in_flight(farm: FeedFarm) -> None:
     farm.routes["/slow.xml"] = Route(rss(("1", "Karabakh")), delay=1.0)
 
-    async def scenario() -> PollOutcome:
+    async def scenario() -> tuple[PollOutcome, list[int]]:
         pollers = Pollers(1, matcher(), POLICY)
         try:
             waiting = asyncio.ensure_future(pollers.poll(Job(task(farm.url("/slow.xml")), None, timedelta(1))))
             await asyncio.sleep(0.3)
+            running = pollers.pids()
             pollers.retire()
-            return await asyncio.wait_for(waiting, 10)
+            outcome = await asyncio.wait_for(waiting, 10)
+            deadline = time.monotonic() + 10
+            while any(map(alive, running)) and time.monotonic() < deadline:  # it exits, and is reaped
+                await asyncio.sleep(0.05)
+            return outcome, running
         finally:
             pollers.close()
 
-    outcome = asyncio.run(scenario())
+    outcome, running = asyncio.run(scenario())
     assert (outcome.status, [n.item.key for n in outcome.new_items]) == ("ok", ["guid:1"])
+    assert len(running) == 1 and not alive(running[0])
+
+
+def test_a_poller_stops_when_its_service_dies(farm: FeedFarm) -> None:
+    farm.routes["/slow.xml"] = Route(rss(("1", "Karabakh")), delay=30.0)
+    script = textwrap.dedent(f"""
+            import asyncio, sys, time
+            from datetime import timedelta
+            from tests.test_pollers import POLICY, Job, Pollers, matcher, task
+
+            async def main() -> None:
+                pollers = Pollers(1, matcher(), POLICY)
+                asyncio.ensure_future(pollers.poll(Job(task({farm.url("/slow.xml")!r}), None, timedelta(1))))
+                while not pollers.pids():
+                    await asyncio.sleep(0.05)
+                print(pollers.pids()[0], flush=True)
+                await asyncio.sleep(60)
+
+            asyncio.run(main())
+        """)
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert service.stdout is not None
+        poller = int(service.stdout.readline())
+        service.kill()  # no goodbye: the poller's end of the pipe just closes
+        service.wait()
+        deadline = time.monotonic() + 20
+        while alive(poller) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(poller)
+    finally:
+        service.kill()

@@ -14,8 +14,7 @@ import pytest
 
 from monitor.config import Config, load_config
 from monitor.fetch import Fetcher
-from monitor.runner import fetch_policy
-from monitor.service import CycleReport, DeliveryReport, Service
+from monitor.service import CycleReport, DeliveryReport, Service, fetch_policy
 from monitor.store.engine import open_engine, upgrade
 from monitor.store.repo import Store
 from tests.conftest import cli

@@ -19,7 +19,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.config import FeedSpec
-from monitor.fetch import mask_url
+from monitor.policy import mask_url
 from monitor.records import (
     PRIORITIES,
     AlertView,
