@@ -4,7 +4,9 @@
 - a name always matches itself in upper, lower and title case, and with its diacritics stripped, in many scripts;
 - the matcher never raises, on any text or on HTML-ish text read the way `monitor match` reads it;
 - every hit is a slice of its field: `field_text[start:end] == text`, `0 <= start < end <= len(field_text)`,
-  and the slice folds to the name it is a hit of.
+  and the slice folds to the name it is a hit of;
+- HTML read by the fast path (one regular expression) gives the text the stdlib parser gives, on generated
+  markup and on every field of the real feeds in ../shared/corpus (skipped when it is absent).
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 import json
 import unicodedata
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from monitor.items import read_item
 from monitor.pipeline.fold import fold_words
 from monitor.pipeline.match import Matcher, RuleSpec
+from monitor.pipeline.parse import parse_feed
 from monitor.pipeline.query import parse
-from monitor.records import FIELDS, Document, RuleMatch
+from monitor.pipeline.text import _COMMENT, _Extractor, html_to_text, looks_like_html
+from monitor.records import FIELDS, Document, ParsedFeed, RuleMatch
+from tests.conftest import SHARED
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -210,3 +216,50 @@ def test_hits_are_slices_of_their_field(title: str, summary: str, content: str) 
 def test_matcher_never_raises_on_html(title: str, summary: str, content: str) -> None:
     line = json.dumps({"id": "item", "title": title, "summary": summary, "content": content})
     check_document(read_item(line, "<hypothesis>:1").document)
+
+
+# Tags and text the stdlib parser reads in ways a regular expression could get wrong: quotes holding `>`,
+# unquoted values with `/`, upper case, end tags with attributes, names with `:`, bare `<` and `&`,
+# declarations, CDATA, hidden elements, entities without `;`.
+TRICKY_MARKUP = ["<p>", "</p>", "<P class='a>b'>", "<br/>", "<BR >", "<img src=x/>", '<a href="x">', "</a>",
+                 "</p x>", "<o:p>", "</o:p>", "<b\nclass=c>", "<!DOCTYPE html>", "<![CDATA[x]]>", "<?php ?>",
+                 "<script>", "</script>", "<style>", "<svg/>", "<!-- c -->", "<!--", "-->", "<", ">", "</", "=",
+                 "&", "&amp", "&amp;", "&#39;", "&#x41;", "&nbsp", "&notit;", "&lt;b&gt;", '"', "'", "`", "\t",
+                 "<td>", "</td>", "<div\tid=\"d\"\n>", "<a b c=d e='f' g=\"h\">", "<a =x>", "<1>", "x<y"]  # fmt: skip
+markup_texts = st.lists(
+    st.sampled_from(TRICKY_MARKUP) | st.sampled_from(FRAGMENTS) | st.sampled_from(SEPARATORS) | st.text(max_size=3),
+    max_size=16,
+).map("".join)
+
+
+def parser_text(html: str) -> str:
+    """`html_to_text` by the stdlib parser alone, without the regular-expression path."""
+    extractor = _Extractor()
+    extractor.feed(_COMMENT.sub("", html))
+    extractor.close()
+    return " ".join("".join(extractor.parts).split())
+
+
+@PROPERTY
+@given(markup_texts)
+@example('<p class="a>b">Armenia</p>&amp<br/>Azerbaijan')
+@example("<P>Lachin</p ><o:p>corridor</o:p>")
+def test_the_fast_html_path_reads_as_the_parser_does(html: str) -> None:
+    assert html_to_text(html) == parser_text(html)
+
+
+@pytest.mark.skipif(not (SHARED / "corpus").is_dir(), reason="../shared/corpus is not present")
+def test_the_fast_html_path_reads_real_feeds_as_the_parser_does() -> None:
+    fields = 0
+    for path in sorted((SHARED / "corpus").rglob("*")):
+        if not path.is_file() or path.suffix == ".md":
+            continue
+        parsed = parse_feed(path.read_bytes(), {}, "https://corpus.example/")
+        if not isinstance(parsed, ParsedFeed):
+            continue
+        for entry in parsed.entries:
+            for field in (entry.title, entry.summary, entry.content):
+                if field and looks_like_html(field):
+                    fields += 1
+                    assert html_to_text(field) == parser_text(field), (path.name, field[:200])
+    assert fields > 100
