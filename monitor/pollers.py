@@ -129,6 +129,11 @@ class Pollers:
             lost = [(number, task) for number, (_, _, index, task) in self._waiting.items() if index == shard]
         self._settle([(number, _lost(task, why)) for number, task in lost])
 
+    def start(self) -> None:
+        """Start every poller now rather than at its first job, so the first poll does not wait for them."""
+        for shard in self._shards:
+            shard.start()
+
     def retire(self) -> None:
         for shard in self._shards:
             shard.send(None)
@@ -170,6 +175,12 @@ class _Shard:
         threading.Thread(target=self._answers, args=(mine, self._process), name=f"monitor-poller-{self.index}",
                          daemon=True).start()  # fmt: skip
         return mine
+
+    def start(self) -> None:
+        with self._send_lock:
+            if self._connection is None:
+                with contextlib.suppress(OSError, EOFError):  # the first job will try again
+                    self._start()
 
     def pid(self) -> int | None:
         process = self._process

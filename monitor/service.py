@@ -194,6 +194,7 @@ class Service:
             if self._pollers is not None:
                 self._pollers.retire()  # polls in flight finish as they began
             self._pollers = Pollers(self._workers, self.matcher, policy)
+            self._pollers.start()
         self.config = config
         self.watchlist = config.watchlist
         self.feeds = config.feeds

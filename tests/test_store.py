@@ -146,6 +146,21 @@ def test_same_story_across_feeds_alerts_once(store: Store) -> None:
     assert [(d.channel, d.target, d.status) for d in deliveries] == [("desk", 0, "pending"), ("desk", 1, "pending")]
 
 
+def test_a_claim_of_many_alerts_gives_each_its_own_hits_and_outlets(store: Store) -> None:
+    store.sync_feeds([spec("https://a.example/rss", "A"), spec("https://b.example/rss", "B")], NOW)
+    tasks = {t.name: t for t in store.claim_due(NOW, 10, LEASE, "one")}
+    lachin = RuleMatch("corridor", "high", (Hit("lachin", "Lachin", "title", 0, 6),))
+    first = NewItem(item("guid:a1", "https://news.example/1", "fp-1"), (MATCH,), False)
+    second = NewItem(item("guid:a2", "https://news.example/2", "fp-2", "Lachin corridor"), (lachin, MATCH), False)
+    store.record_poll(ok(tasks["A"].feed_id, first, second), NOW, NOW, route)
+    store.record_poll(ok(tasks["B"].feed_id, NewItem(item("guid:b1", "https://news.example/2", "x"), (), False)),
+                      NOW, NOW, route)  # fmt: skip
+    views = {task.alert.title: task.alert for task in store.claim_deliveries(NOW, 10, LEASE)}
+    assert [h.text for h in views["Shelling in Stepanakert"].hits] == ["Stepanakert"]
+    assert [h.text for h in views["Lachin corridor"].hits] == ["Lachin", "Stepanakert"]
+    assert (views["Shelling in Stepanakert"].also, views["Lachin corridor"].also) == ((), ("B",))
+
+
 def test_silent_items_are_stored_without_alert(store: Store) -> None:
     store.sync_feeds([spec("https://a.example/rss")], NOW)
     [task] = store.claim_due(NOW, 10, LEASE, "one")

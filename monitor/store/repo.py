@@ -9,6 +9,7 @@ SQLite's single write lock otherwise).
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from monitor.store.tables import (
     DELIVERY,
     FEED,
     FEED_STATE,
+    ITEM,
     AlertRow,
     DeliveryRow,
     FeedRow,
@@ -94,16 +96,18 @@ class Store:
         wanted = {spec.url: spec for spec in specs}
         with Session(self.engine) as session:
             rows = {row.config_url: row for row in session.exec(select(FeedRow))}
+            added = []
             for url, spec in wanted.items():
                 row = rows.get(url)
                 if row is None:
-                    row = FeedRow(config_url=url, url=url, name=spec.name, created_at=now)
-                    session.add(row)
-                    session.flush()
-                    assert row.id is not None
-                    session.add(FeedStateRow(feed_id=row.id, next_poll_at=now))
+                    added.append(FeedRow(config_url=url, url=url, name=spec.name, created_at=now))
                 elif row.name != spec.name or not row.active:
                     row.name, row.active = spec.name, True
+            session.add_all(added)
+            session.flush()  # one batch for all new feeds, not one round trip each: a desk may add thousands
+            for row in added:
+                assert row.id is not None  # flushed
+                session.add(FeedStateRow(feed_id=row.id, next_poll_at=now))
             for url, row in rows.items():
                 if url not in wanted and row.active:
                     row.active = False
@@ -291,27 +295,37 @@ class Store:
             .join(FeedRow, col(FeedRow.id) == col(ItemRow.feed_id))
             .where(col(AlertRow.id).in_(alert_ids))
         )
-        for alert, item, feed in session.exec(query).all():
-            others = session.execute(
-                select(col(FeedRow.name), col(FeedRow.title), col(FeedRow.url))
-                .distinct()
-                .join(ItemRow, col(ItemRow.feed_id) == col(FeedRow.id))
-                .where(col(ItemRow.story_id) == alert.story_id, col(ItemRow.feed_id) != feed.id)
-            ).all()
-            matches = session.exec(select(MatchRow).where(col(MatchRow.item_id) == item.id))
-            hits = tuple(Hit(**h) for m in matches for h in json.loads(m.hits))
+        rows = session.exec(query).all()
+        # Three queries for the whole claim, not two more per alert: a first poll can bring a thousand alerts.
+        hits: dict[int, list[Hit]] = defaultdict(list)
+        matches = select(MatchRow).where(col(MatchRow.item_id).in_({_id(item.id) for _, item, _ in rows}))
+        for match in session.exec(matches.order_by(col(MatchRow.id))):
+            hits[match.item_id].extend(Hit(**h) for h in json.loads(match.hits))
+        outlets: dict[int, list[tuple[int, str | None, str | None, str]]] = defaultdict(list)
+        carried = (
+            sa_select(ITEM.c.story_id, FEED.c.id, FEED.c.name, FEED.c.title, FEED.c.url)
+            .distinct()
+            .join_from(FEED, ITEM, ITEM.c.feed_id == FEED.c.id)
+            .where(ITEM.c.story_id.in_({alert.story_id for alert, _, _ in rows}))
+            .order_by(FEED.c.id)
+        )
+        found: Any = session.execute(carried)  # untyped rows: sqlmodel's Session erases Core's column types
+        for story_id, feed_id, name, title, url in found:
+            outlets[story_id].append((feed_id, name, title, url))
+        for alert, item, feed in rows:
+            others = dict.fromkeys((n, t, u) for i, n, t, u in outlets[alert.story_id] if i != feed.id)
             views[_id(alert.id)] = AlertView(
                 alert_id=_id(alert.id),
                 story_id=alert.story_id,
                 title=item.title,
                 link=item.link,
                 outlet=feed.name or feed.title or mask_url(feed.url),  # a feed URL may carry a token
-                also=tuple(str(n or t or mask_url(str(u))) for n, t, u in others),
+                also=tuple(str(n or t or mask_url(u)) for n, t, u in others),
                 published=item.published_at,
                 detected=alert.created_at,
                 rules=tuple(json.loads(alert.rules)),
                 priority=_priority(alert.priority),
-                hits=hits,
+                hits=tuple(hits[_id(item.id)]),
                 summary=item.summary,
             )
         return views
