@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin
 
 from monitor.pipeline.fold import fold_words
-from monitor.pipeline.text import visible_text
+from monitor.pipeline.text import html_to_text, looks_like_html
 from monitor.pipeline.urls import canonical_url, safe_link
 from monitor.records import Entry, Item
 
@@ -101,7 +101,12 @@ def clean_text(field: str, limit: int | None = None, *, raw_limit: int = _RAW_LI
         # Do not hand a half tag to the HTML parser: it would show up as text.
         if field.rfind("<") > field.rfind(">"):
             field = field[: field.rfind("<")]
-    text = " ".join(_INVISIBLE.sub(" ", visible_text(field)).split())
+    if looks_like_html(field):
+        text = html_to_text(field)  # whitespace already collapsed
+        if _INVISIBLE.search(text) is not None:
+            text = " ".join(_INVISIBLE.sub(" ", text).split())
+    else:
+        text = " ".join(_INVISIBLE.sub(" ", field).split())
     return text if limit is None else _cut(text, limit)
 
 

@@ -59,6 +59,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def _unwrap_amp(url: str) -> str | None:
     """The URL that an AMP cache or Google AMP viewer URL carries, else None."""
+    lowered = url.lower()
+    if "ampproject.org" not in lowered and "google.com" not in lowered:
+        return None  # neither host can be in it: skip the split, which every link would otherwise pay twice
     parts = urlsplit(url)
     host = _fold_host(parts.hostname or "")
     if parts.scheme not in ("http", "https"):
