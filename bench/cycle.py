@@ -262,8 +262,7 @@ def monitor_client(
     profile_phase: str = "steady",
 ) -> None:
     from monitor.config import load_config
-    from monitor.runner import parse_workers
-    from monitor.service import Service
+    from monitor.runner import start_service
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store
 
@@ -282,7 +281,7 @@ def monitor_client(
         printed[0] += 1  # the console channel: counted, not printed
 
     with asyncio.Runner() as runner:
-        service = Service(config, store, None, console=console, workers=parse_workers())
+        service = start_service(config, store, console)
         emit({"ready": True})
         for phase in commands:
             if profiles is not None and phase == profile_phase:
