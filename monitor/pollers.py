@@ -167,6 +167,7 @@ class _Shard:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", "from monitor.pollers import main; main()", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_child_environment(),
+                process_group=0,  # out of the terminal's group: Ctrl-C is the service's, which stops its pollers
             )  # fmt: skip
         finally:
             theirs.close()
@@ -261,9 +262,8 @@ def _lost(task: FeedTask, why: str) -> PollOutcome:
 
 def main() -> None:
     """A poller process: its matcher, fetch policy and log level first, then jobs in and outcomes out, until
-    it is sent None or the service's end of the pipe closes. Ctrl-C is the service's to handle: the terminal
-    signals the whole process group, and the service stops its pollers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    it is sent None or the service's end of the pipe closes (the service stopped, or died)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C sent to the service's group by hand stays its own
     connection = Connection(int(sys.argv[1]))
     try:
         matcher, policy, level = connection.recv()

@@ -287,7 +287,7 @@ def _one_feed(tmp_path: Path, url: str) -> Path:
 
 
 def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
-    """A terminal's Ctrl-C reaches the parse workers too: the service stops, and nobody prints a traceback."""
+    """A terminal's Ctrl-C: the service stops its poller processes and exits, and nobody prints a traceback."""
     farm = FeedFarm()
     farm.routes["/a.xml"] = Route(rss([STORY_1, QUIET]))
     with running(farm):
@@ -300,6 +300,7 @@ def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
             assert proc.stdout is not None
             first = proc.stdout.readline()  # the console alert: a worker has parsed the feed
             assert "Stepanakert" in first
+            pollers = _children(proc.pid)
             os.killpg(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:
@@ -308,6 +309,20 @@ def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "monitor stopped" in err
+    assert pollers and not any(os.path.exists(f"/proc/{pid}") for pid in pollers)  # stopped and reaped
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
 
 
 def test_pollers_log_like_the_service_and_mask_secrets(tmp_path: Path) -> None:
