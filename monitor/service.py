@@ -45,6 +45,7 @@ SEND_TIMEOUT = 30.0
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
 IN_FLIGHT = 300
+MAX_UNMARKED = 20
 SEEN_PER_FEED = MAX_ITEMS_PER_POLL
 """Keys remembered per feed: as many as a poll reads, so a full feed is never read again for nothing."""
 DEFAULT_INTERVAL = timedelta(minutes=10)
@@ -322,18 +323,22 @@ class Service:
     async def deliver(self) -> DeliveryReport:
         """Send every due delivery: per channel target, one message each, or one digest."""
         report = DeliveryReport()
-        while True:
-            tasks = await self._in_db(self.store.claim_deliveries, self.now(), CLAIM_BATCH, DELIVERY_LEASE)
-            if not tasks:
-                return report
-            groups: dict[tuple[str, int], list[DeliveryTask]] = defaultdict(list)
-            for task in tasks:
-                groups[(task.channel, task.target)].append(task)
-            await asyncio.gather(*(self._deliver_group(channel, target, group, report)
-                                   for (channel, target), group in groups.items()))  # fmt: skip
+        marks = _Marks(self)
+        try:
+            while True:
+                tasks = await self._in_db(self.store.claim_deliveries, self.now(), CLAIM_BATCH, DELIVERY_LEASE)
+                if not tasks:
+                    return report
+                groups: dict[tuple[str, int], list[DeliveryTask]] = defaultdict(list)
+                for task in tasks:
+                    groups[(task.channel, task.target)].append(task)
+                await asyncio.gather(*(self._deliver_group(channel, target, group, report, marks)
+                                       for (channel, target), group in groups.items()))  # fmt: skip
+        finally:
+            await marks.close()
 
     async def _deliver_group(
-        self, channel_id: str, target: int, tasks: list[DeliveryTask], report: DeliveryReport
+        self, channel_id: str, target: int, tasks: list[DeliveryTask], report: DeliveryReport, marks: _Marks
     ) -> None:
         channel = self.channels.get(channel_id)
         if channel is None or (channel.id != CONSOLE and target >= len(channel.targets)):
@@ -345,14 +350,15 @@ class Service:
             return
         zone = ZoneInfo(channel.timezone)
         if channel.mode == "digest":
-            await self._send_batch(channel, target, tasks, zone, "monitor digest", report)
+            await self._send_batch(channel, target, tasks, zone, "monitor digest", report, marks)
             return
         single, folded = await self._rate_limit(channel, target, tasks)
         for task in single:
             fmt = self._format(channel, target)
-            await self._send_batch(channel, target, [task], zone, "", report, render_alert(task.alert, fmt, zone))
+            message = render_alert(task.alert, fmt, zone)
+            await self._send_batch(channel, target, [task], zone, "", report, marks, message)
         if folded:
-            await self._send_batch(channel, target, folded, zone, "monitor: more alerts this hour", report)
+            await self._send_batch(channel, target, folded, zone, "monitor: more alerts this hour", report, marks)
 
     async def _rate_limit(
         self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask]
@@ -387,7 +393,8 @@ class Service:
         return self._formats[url]
 
     async def _send_batch(self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask], zone: ZoneInfo,
-                          heading: str, report: DeliveryReport, message: Message | None = None) -> None:  # fmt: skip
+                          heading: str, report: DeliveryReport, marks: _Marks,
+                          message: Message | None = None) -> None:  # fmt: skip
         fmt = self._format(channel, target)
         if message is None:
             message = render_digest([t.alert for t in tasks], fmt, zone, heading)
@@ -396,7 +403,7 @@ class Service:
         now = self.now()
         extra = {"channel": channel.id, "status": "sent" if result.ok else "failed"}
         if result.ok:
-            await self._in_db(self.store.delivery_done, [t.delivery_id for t in tasks], now)
+            await marks.sent([t.delivery_id for t in tasks], now)
             report.sent += len(tasks)
             log.info(
                 "sent %d alert(s) to %s",
@@ -474,6 +481,48 @@ class _Writer:
                 else:
                     for (_, future), result in zip(batch, stored, strict=True):
                         future.set_result(result)
+            if self.closed and not self.pending:
+                return
+
+
+class _Marks:
+    """Marks sent deliveries in the database a group at a time (group commit): one UPDATE for the alerts sent
+    while the previous one ran, so a burst of sends is not paced by a transaction each. At most
+    MAX_UNMARKED sent alerts wait for their mark: all that a crash could send twice."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.pending: list[int] = []
+        self.when: datetime | None = None
+        self.wakeup, self.taken = asyncio.Event(), asyncio.Event()
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def sent(self, delivery_ids: list[int], now: datetime) -> None:
+        while len(self.pending) >= MAX_UNMARKED and not self.task.done():
+            self.taken.clear()
+            await self.taken.wait()
+        if self.task.done():
+            self.task.result()  # a failed mark: raise it here, as an unbatched mark would
+        self.pending.extend(delivery_ids)
+        self.when = now
+        self.wakeup.set()
+
+    async def close(self) -> None:
+        """Returns once every sent delivery is marked; raises if a mark failed."""
+        self.closed = True
+        self.wakeup.set()
+        await self.task
+
+    async def _run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            batch, self.pending = self.pending, []
+            self.taken.set()
+            if batch:
+                assert self.when is not None
+                await self.service._in_db(self.service.store.delivery_done, batch, self.when)
             if self.closed and not self.pending:
                 return
 

@@ -115,6 +115,23 @@ def test_new_feed_backfill_alerts_only_recent_items(harness: Harness) -> None:
     assert report.alerts == 1 and "later" in harness.console[-1]
 
 
+def test_a_burst_of_alerts_is_all_recorded_as_sent(harness: Harness) -> None:
+    """Sends are marked in groups (one transaction for those sent meanwhile): every one still ends marked,
+    and the next delivery run sends none again."""
+    now = harness.clock.now
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{i}", f"Karabakh story {i}", now) for i in range(45))))
+    report, deliveries = harness.cycle()
+    assert (report.alerts, deliveries.sent, len(harness.console)) == (45, 45, 45)
+    engine = open_engine(harness.db)
+    try:
+        alerts = Store(engine).recent_alerts(100)
+    finally:
+        engine.dispose()
+    assert len(alerts) == 45 and all(d.status == "sent" and d.sent_at for _, ds in alerts for d in ds)
+    _, again = harness.cycle(poll=False)
+    assert (again.sent, len(harness.console)) == (0, 45)
+
+
 def test_digest_channel_waits_for_its_schedule_and_sends_one_message(harness: Harness) -> None:
     harness.clock.now = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # 09:00 in Baku
     harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\nmode = "digest"\n'
