@@ -213,8 +213,7 @@ KILL_AFTER_COMMIT = textwrap.dedent(
     from pathlib import Path
     from monitor.config import load_config
     from monitor.fetch import Fetcher
-    from monitor.service import fetch_policy
-    from monitor.service import Service
+    from monitor.service import Service, fetch_policy
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store
 
