@@ -373,13 +373,8 @@ class Service:
             return tasks, []
         if room <= 0:
             # Held until the hour frees a slot; then they go out folded into one summary.
-            for task in tasks:
-                await self._in_db(
-                    self.store.delivery_failed,
-                    task.delivery_id,
-                    "held: max_per_hour reached",
-                    now + timedelta(minutes=5),
-                )
+            held = [task.delivery_id for task in tasks]
+            await self._in_db(self.store.delivery_held, held, "held: max_per_hour reached", now + timedelta(minutes=5))
             return [], []
         return tasks[: room - 1], tasks[room - 1 :]
 

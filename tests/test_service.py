@@ -166,6 +166,28 @@ def test_hourly_cap_folds_the_rest_into_one_summary(harness: Harness) -> None:
     assert "Karabakh story 9" in harness.sink.received[-1]["body"]["title"]
 
 
+def test_an_alert_held_by_the_hourly_cap_keeps_its_retries(harness: Harness) -> None:
+    """Waiting for the hour to free a slot is not a failed send: an alert held a dozen times that then meets
+    a failing webhook is retried later, not given up."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\nmax_per_hour = 1\n')
+    harness.farm.routes["/x.xml"] = Route(rss(("s1", "Karabakh story 1", harness.clock.now)))
+    assert harness.cycle()[1].sent == 1
+    harness.farm.routes["/x.xml"] = Route(rss(("s2", "Karabakh story 2", harness.clock.now)))
+    harness.cycle()
+    for _ in range(11):  # held, and looked at again every 5 minutes for the rest of the hour
+        harness.clock.now += timedelta(minutes=5)
+        assert harness.cycle(poll=False)[1].sent == 0
+    harness.sink.fail_with = 503
+    harness.clock.now += timedelta(minutes=10)
+    assert harness.cycle(poll=False)[1].failed == 1
+    engine = open_engine(harness.db)
+    try:
+        [(_, [delivery])] = [a for a in Store(engine).recent_alerts(10) if "story 2" in a[0].title]
+    finally:
+        engine.dispose()
+    assert delivery.status == "pending" and delivery.attempts == 1, delivery
+
+
 def test_channel_removed_with_alerts_pending_cancels_them(harness: Harness) -> None:
     harness.channels(
         f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n\n'

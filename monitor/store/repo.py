@@ -252,6 +252,16 @@ class Store:
                 .values(status="sent", sent_at=now, lease_until=None, last_error=None)
             )
 
+    def delivery_held(self, delivery_ids: Iterable[int], reason: str, retry_at: datetime) -> None:
+        """Put claimed deliveries back until `retry_at` without a send: the claim's attempt is given back, so
+        a wait (the hourly cap) never uses up the retries a failing channel needs."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(DELIVERY)
+                .where(DELIVERY.c.id.in_(list(delivery_ids)))
+                .values(next_try_at=retry_at, lease_until=None, last_error=reason, attempts=DELIVERY.c.attempts - 1)
+            )
+
     def delivery_failed(self, delivery_id: int, error: str, retry_at: datetime | None, status: str = "pending") -> None:
         """Record a failed send: retried at `retry_at`, or ended with `status` (dead, cancelled) when None."""
         with Session(self.engine) as session:
