@@ -15,12 +15,12 @@ import logging
 import random
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor import notify
@@ -38,6 +38,7 @@ from monitor.store.repo import Store
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
+R = TypeVar("R")
 
 FEED_LEASE = timedelta(minutes=5)
 DELIVERY_LEASE = timedelta(minutes=2)
@@ -223,7 +224,7 @@ class Service:
             await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
             self._synced = True
         seen: set[int] = set()
-        writer = _Writer(self)
+        writer: _GroupCommit[Poll, StoredPoll] = _GroupCommit(self._record_polls)
         # Feeds in flight, from claim to stored: enough to keep every poller busy (150 left them idle between
         # answers). Bodies are bounded by each fetcher's connections; this bounds the outcomes (a first
         # poll's carry every item of the feed) waiting for the database.
@@ -259,8 +260,10 @@ class Service:
         assert self.fetcher is not None  # see __init__
         return await poll_feed(self.fetcher, job, self._read, self.now)
 
-    async def _store(self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _Writer) -> StoredPoll:
-        stored = await writer.record(Poll(outcome, due))
+    async def _store(
+        self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _GroupCommit[Poll, StoredPoll]
+    ) -> StoredPoll:
+        stored = await writer.add(Poll(outcome, due))
         # Committed now, by this instance or (on conflict) another. A first poll stored every entry the feed
         # has, so its keys are all there is to know.
         self._remember(task.feed_id, [new.item.key for new in outcome.new_items], start=task.first_poll)
@@ -318,6 +321,9 @@ class Service:
                 routes.append((channel.id, target, due))
         return routes
 
+    async def _record_polls(self, polls: list[Poll]) -> list[StoredPoll]:
+        return await self._in_db(self.store.record_polls, polls, self.now(), self._route)
+
     # --- delivery ------------------------------------------------------------------------------------
 
     async def deliver(self) -> DeliveryReport:
@@ -336,6 +342,11 @@ class Service:
                                        for (channel, target), group in groups.items()))  # fmt: skip
         finally:
             await marks.close()
+
+    async def _mark_sent(self, sends: list[tuple[list[int], datetime]]) -> list[None]:
+        """One UPDATE for a group of sends, stamped with the last one's time."""
+        await self._in_db(self.store.delivery_done, [i for ids, _ in sends for i in ids], sends[-1][1])
+        return [None] * len(sends)
 
     async def _deliver_group(
         self, channel_id: str, target: int, tasks: list[DeliveryTask], report: DeliveryReport, marks: _Marks
@@ -437,74 +448,32 @@ class Service:
         return results
 
 
-class _Writer:
-    """Stores finished polls together: while one batch is being written, the polls that finish queue up
-    and go in the next, so a busy cycle makes a few large transactions and a quiet one waits for nothing."""
+class _GroupCommit(Generic[T, R]):
+    """Runs `write` on everything added while the previous write ran (group commit): a busy stretch makes a
+    few large transactions, a quiet one waits for nothing. `add` gives each item's result as a future; a
+    failed write fails the futures of its batch, and the next batch is tried as usual. With `most`, `room`
+    waits while that many items are pending."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.pending: list[tuple[Poll, asyncio.Future[StoredPoll]]] = []
-        self.wakeup = asyncio.Event()
-        self.closed = False
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def record(self, poll: Poll) -> StoredPoll:
-        future: asyncio.Future[StoredPoll] = asyncio.get_running_loop().create_future()
-        self.pending.append((poll, future))
-        self.wakeup.set()
-        return await future
-
-    async def close(self) -> None:
-        self.closed = True
-        self.wakeup.set()
-        await self.task
-
-    async def _run(self) -> None:
-        service = self.service
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            batch, self.pending = self.pending, []
-            if batch:
-                try:
-                    stored = await service._in_db(
-                        service.store.record_polls, [poll for poll, _ in batch], service.now(), service._route
-                    )
-                except Exception as error:  # the polls' callers see it; the writer carries on
-                    for _, future in batch:
-                        future.set_exception(error)
-                else:
-                    for (_, future), result in zip(batch, stored, strict=True):
-                        future.set_result(result)
-            if self.closed and not self.pending:
-                return
-
-
-class _Marks:
-    """Marks sent deliveries in the database a group at a time (group commit): one UPDATE for the alerts sent
-    while the previous one ran, so a burst of sends is not paced by a transaction each. At most
-    MAX_UNMARKED sent alerts wait for their mark: all that a crash could send twice."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.pending: list[int] = []
-        self.when: datetime | None = None
+    def __init__(self, write: Callable[[list[T]], Awaitable[Sequence[R]]], most: int | None = None) -> None:
+        self.write, self.most = write, most
+        self.pending: list[tuple[T, asyncio.Future[R]]] = []
         self.wakeup, self.taken = asyncio.Event(), asyncio.Event()
         self.closed = False
         self.task = asyncio.get_running_loop().create_task(self._run())
 
-    async def sent(self, delivery_ids: list[int], now: datetime) -> None:
-        while len(self.pending) >= MAX_UNMARKED and not self.task.done():
+    def add(self, item: T) -> asyncio.Future[R]:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        self.wakeup.set()
+        return future
+
+    async def room(self) -> None:
+        while self.most is not None and len(self.pending) >= self.most and not self.task.done():
             self.taken.clear()
             await self.taken.wait()
-        if self.task.done():
-            self.task.result()  # a failed mark: raise it here, as an unbatched mark would
-        self.pending.extend(delivery_ids)
-        self.when = now
-        self.wakeup.set()
 
     async def close(self) -> None:
-        """Returns once every sent delivery is marked; raises if a mark failed."""
+        """Returns once everything added is written (or failed)."""
         self.closed = True
         self.wakeup.set()
         await self.task
@@ -516,10 +485,37 @@ class _Marks:
             batch, self.pending = self.pending, []
             self.taken.set()
             if batch:
-                assert self.when is not None
-                await self.service._in_db(self.service.store.delivery_done, batch, self.when)
+                try:
+                    results = await self.write([item for item, _ in batch])
+                except Exception as error:  # the callers see it; the next batch is tried as usual
+                    for _, future in batch:
+                        future.set_exception(error)
+                else:
+                    for (_, future), result in zip(batch, results, strict=True):
+                        future.set_result(result)
             if self.closed and not self.pending:
                 return
+
+
+class _Marks:
+    """Sent deliveries, marked in the database a group at a time: one UPDATE for the alerts sent while the
+    previous one ran, so a burst of sends is not paced by a transaction each. At most MAX_UNMARKED sends
+    wait for their mark: all that a crash could send twice."""
+
+    def __init__(self, service: Service) -> None:
+        self._commit = _GroupCommit(service._mark_sent, most=MAX_UNMARKED)
+        self._marks: list[asyncio.Future[None]] = []
+
+    async def sent(self, delivery_ids: list[int], now: datetime) -> None:
+        await self._commit.room()
+        self._marks.append(self._commit.add((delivery_ids, now)))
+
+    async def close(self) -> None:
+        """Returns once every sent delivery is marked; raises if a mark failed."""
+        await self._commit.close()
+        failed = [error for error in await asyncio.gather(*self._marks, return_exceptions=True) if error]
+        if failed:
+            raise failed[0]
 
 
 def _feed_label(task: FeedTask) -> str:

@@ -73,12 +73,15 @@ def html_to_text(html: str) -> str:
     # A comment left open runs to the end, as in a browser; the stdlib parser would show it as text.
     html = _COMMENT.sub("", html)
     parts = _plain_parts(html)
-    if parts is None:
-        extractor = _Extractor()
-        extractor.feed(html)
-        extractor.close()
-        parts = extractor.parts
-    return " ".join("".join(parts).split())  # str.split's whitespace is re's \s: the same runs, 5x faster
+    return " ".join("".join(_parsed_parts(html) if parts is None else parts).split())  # = re's \s+, 5x faster
+
+
+def _parsed_parts(html: str) -> list[str]:
+    """What `_Extractor` collects from `html`: the stdlib parser's reading, for any HTML."""
+    extractor = _Extractor()
+    extractor.feed(html)
+    extractor.close()
+    return extractor.parts
 
 
 def _plain_parts(html: str) -> list[str] | None:

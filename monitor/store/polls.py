@@ -158,8 +158,10 @@ def _store_items(
     if not fresh:
         return {}
     stories = _stories(session, [n for _, n in fresh], now)
+    ids = _new_ids(session, ITEM, len(fresh))
     rows: list[dict[str, Any]] = [
         {
+            "id": item_id,
             "feed_id": feed_id,
             "key": n.item.key,
             "url": n.item.url,
@@ -173,11 +175,8 @@ def _store_items(
             "seen_at": now,
             "silent": n.silent,
         }
-        for (feed_id, n), story in zip(fresh, stories, strict=True)
+        for (feed_id, n), story, item_id in zip(fresh, stories, ids, strict=True)
     ]
-    ids = _new_ids(session, ITEM, len(rows))
-    for row, new_id in zip(rows, ids, strict=True):
-        row["id"] = new_id
     _insert(session, _upsert(session, ITEM).on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
     # A row another instance stored first was skipped, and its id is not in the table: it is not new here.
     kept = _present(session, ids)
