@@ -196,6 +196,8 @@ class PollOutcome:
     permanent_url: str | None = None
     retry_after: float | None = None
     warnings: tuple[str, ...] = ()
+    entries: int = 0
+    """How many entries the feed's body held (0 when it was not read)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,11 @@ class AlertView:
     priority: Priority
     hits: tuple[Hit, ...]
     summary: str
+    kind: str = "first"
+    """first: the story's first alert; update: it fired a new rule or a higher priority; spread: it reached
+    `[stories] spread_alert` outlets."""
+    note: str = ""
+    """What changed, for an update or spread: "now urgent", "now also karabakh-aid", "now in 5 outlets"."""
 
 
 @dataclass(frozen=True)

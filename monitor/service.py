@@ -11,6 +11,7 @@ to the database, the network and the clock, all of which are passed in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import socket
@@ -29,11 +30,13 @@ from monitor.config.loader import CONSOLE
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
+from monitor.pipeline.stories import StoryPolicy
 from monitor.policy import FetchPolicy, mask_url
 from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
-from monitor.store.polls import Poll, Route, StoredPoll
+from monitor.store.alerting import Route
+from monitor.store.polls import Poll, StoredPoll
 from monitor.store.repo import Store
 
 log = logging.getLogger("monitor.service")
@@ -322,7 +325,9 @@ class Service:
         return routes
 
     async def _record_polls(self, polls: list[Poll]) -> list[StoredPoll]:
-        return await self._in_db(self.store.record_polls, polls, self.now(), self._route)
+        policy = StoryPolicy(self.watchlist.story_window, self.watchlist.spread_alert)
+        return await self._in_db(functools.partial(self.store.record_polls, policy=policy), polls, self.now(),
+                                 self._route)  # fmt: skip
 
     # --- delivery ------------------------------------------------------------------------------------
 

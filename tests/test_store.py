@@ -11,8 +11,8 @@ import pytest
 
 from monitor.config import FeedSpec
 from monitor.records import Hit, Item, NewItem, PollOutcome, RuleMatch
+from monitor.store.alerting import Route
 from monitor.store.engine import open_engine, upgrade
-from monitor.store.polls import Route
 from monitor.store.repo import Store
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

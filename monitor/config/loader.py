@@ -29,6 +29,8 @@ from monitor.pipeline.match import RuleSpec
 from monitor.pipeline.query import check_term, parse, refs
 
 MIN_INTERVAL = timedelta(seconds=30)
+DEFAULT_STORY_WINDOW = timedelta(hours=72)
+MIN_STORY_WINDOW, MAX_STORY_WINDOW = timedelta(hours=1), timedelta(days=30)
 MAX_INTERVAL = timedelta(days=1)
 CONSOLE = "console"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -50,6 +52,10 @@ class WatchList:
     rules: tuple[RuleSpec, ...]
     notify: Mapping[str, tuple[str, ...] | None]
     """Rule id → channel ids it alerts, or None for every channel."""
+    story_window: timedelta = DEFAULT_STORY_WINDOW
+    """`[stories] window`: an item joins a story only if published this close to one of its items."""
+    spread_alert: int | None = None
+    """`[stories] spread_alert`: one follow-up when a story reaches this many outlets (None: off)."""
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:
@@ -212,6 +218,11 @@ def _load_keywords(directory: Path, problems: list[ConfigProblem]) -> WatchList 
             problems.append(
                 doc.problem(("source", "file"), f"source.file: {model.source.file!r} not found next to keywords.toml")
             )
+    window = model.stories.window
+    if not MIN_STORY_WINDOW <= window <= MAX_STORY_WINDOW:
+        problems.append(
+            doc.problem(("stories", "window"), f"stories.window: {format_duration(window)} is outside 1h..30d")
+        )
     if len(problems) > before:
         return None
     return WatchList(
@@ -221,6 +232,8 @@ def _load_keywords(directory: Path, problems: list[ConfigProblem]) -> WatchList 
         terms={k: tuple(t.words) for k, t in model.terms.items()},
         rules=tuple(specs),
         notify={r.id: tuple(r.notify) if r.notify is not None else None for r in model.rules},
+        story_window=window,
+        spread_alert=model.stories.spread_alert,
     )
 
 

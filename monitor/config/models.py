@@ -59,9 +59,15 @@ class Rule(Strict):
     notify: list[str] | None = None
 
 
+class Stories(Strict):
+    window: Duration = timedelta(hours=72)
+    spread_alert: Annotated[int, Field(ge=2)] | None = None
+
+
 class KeywordsFile(Strict):
     schema_: Literal[1] = Field(1, alias="schema")
     source: Source | None = None
+    stories: Stories = Stories()
     entities: dict[GroupId, Entity] = {}
     terms: dict[GroupId, TermGroup] = {}
     rules: list[Rule] = []

@@ -32,6 +32,8 @@ class ReadFeed:
     warnings: tuple[str, ...]
     matches: tuple[tuple[RuleMatch, ...], ...] = ()
     """Each item's rule matches, in item order, once the watch list has been run over them."""
+    entries: int = 0
+    """How many entries the body holds, known or not (the storm brake compares the new ones with it)."""
 
 
 def body_digest(body: bytes) -> str:
@@ -79,11 +81,13 @@ def read_body(
     if isinstance(digest, PollOutcome):
         return digest
     body = result.body
+    entries: int | None = None
     if known is not None and (found := scan(body)) is not None:
         fresh = [position for position, key in enumerate(found.keys) if key not in known]
         if not fresh:
             return nothing_new(task, result, digest)
         body = only(body, found, fresh)
+        entries = len(found.keys)
     parsed = parse_feed(body, result.headers, result.url)
     if isinstance(parsed, ParseFailure):
         return PollOutcome(feed_id=task.feed_id, status="failed", error=parsed.reason, http_status=result.http_status)
@@ -99,7 +103,8 @@ def read_body(
             items[item.key] = item
     if len(parsed.entries) > MAX_ITEMS_PER_POLL:
         warnings.append(f"{len(parsed.entries)} entries: only the first {MAX_ITEMS_PER_POLL} were read")
-    return ReadFeed(parsed.title, tuple(items.values()), digest, tuple(warnings))
+    total = len(parsed.entries) if entries is None else entries
+    return ReadFeed(parsed.title, tuple(items.values()), digest, tuple(warnings), entries=total)
 
 
 def new_items(

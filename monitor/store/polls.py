@@ -11,22 +11,22 @@ per item, which is what lets one process keep up with thousands of feeds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlmodel import Session, col, select
 
-from monitor.records import PRIORITIES, Hit, NewItem, PollOutcome, RuleMatch
-from monitor.store.tables import ALERT, DELIVERY, FEED, FEED_STATE, ITEM, MATCH, STORY, FeedRow, FeedStateRow, ItemRow
+from monitor.pipeline.stories import DEFAULT_POLICY, StoryPolicy
+from monitor.records import Hit, PollOutcome
+from monitor.store import alerting, stories
+from monitor.store.alerting import Router
+from monitor.store.bulk import insert_rows, new_ids, tuples, upsert
+from monitor.store.tables import DELIVERY, FEED, FEED_STATE, ITEM, MATCH, STORY_KEY, FeedRow, FeedStateRow, ItemRow
 from monitor.store.types import UTCDateTime
 
-Route = tuple[str, int, datetime]
-"""Where an alert goes: channel id, target position, and when the delivery is first due."""
-Router = Callable[[Sequence[RuleMatch]], list[Route]]
 CHUNK = 400
 """Values per IN list: well under SQLite's limit of 32,766 bound parameters."""
 
@@ -38,6 +38,8 @@ class StoredPoll:
     new_items: int
     alerts: int
     deliveries: int
+    storm: str | None = None
+    """Why the poll's new items were stored silently (a GUID reset, a CMS migration), for the operator."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,15 @@ class Poll:
     next_poll_at: datetime | None
 
 
-def record(session: Session, polls: Sequence[Poll], now: datetime, route: Router, move_after: int) -> list[StoredPoll]:
+def record(session: Session, polls: Sequence[Poll], now: datetime, route: Router, move_after: int,
+           policy: StoryPolicy = DEFAULT_POLICY) -> list[StoredPoll]:  # fmt: skip
     """Apply `polls` in `session` (the caller commits): each feed's state, and everything new."""
-    counts = _store_items(session, [p.outcome for p in polls], now, route)
-    stored = [counts.get(poll.outcome.feed_id, StoredPoll(0, 0, 0)) for poll in polls]
+    outcomes, storms = _brake(session, [p.outcome for p in polls], now)
+    counts = _store_items(session, outcomes, now, route, policy)
+    stored = [
+        replace(counts.get(poll.outcome.feed_id, StoredPoll(0, 0, 0)), storm=storms.get(poll.outcome.feed_id))
+        for poll in polls
+    ]
     success: list[dict[str, Any]] = []
     failure: list[dict[str, Any]] = []
     titles: list[dict[str, Any]] = []
@@ -147,119 +154,94 @@ def _follow_redirect(feed: FeedRow, state: FeedStateRow, target: str | None, mov
         state.etag = state.last_modified = None
 
 
-def _upsert(session: Session, table: Any) -> Any:
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _store_items(
-    session: Session, outcomes: Sequence[PollOutcome], now: datetime, route: Router
-) -> dict[int, StoredPoll]:
-    fresh = [(o.feed_id, n) for o in outcomes for n in o.new_items]
+def _store_items(session: Session, outcomes: Sequence[PollOutcome], now: datetime, route: Router,
+                 policy: StoryPolicy) -> dict[int, StoredPoll]:  # fmt: skip
+    fresh = [stories.prepare(o.feed_id, n, now) for o in outcomes for n in o.new_items]
     if not fresh:
         return {}
-    stories = _stories(session, [n for _, n in fresh], now)
-    ids = _new_ids(session, ITEM, len(fresh))
+    assigned = stories.assign(session, fresh, now, policy.window)
+    ids = new_ids(session, ITEM, len(fresh))
     rows: list[dict[str, Any]] = [
         {
             "id": item_id,
-            "feed_id": feed_id,
-            "key": n.item.key,
-            "url": n.item.url,
-            "link": n.item.link,
-            "fingerprint": n.item.fingerprint,
+            "feed_id": f.feed_id,
+            "key": f.new.item.key,
+            "url": f.new.item.url,
+            "link": f.new.item.link,
+            "fingerprint": f.new.item.fingerprint,
             "story_id": story,
-            "title": n.item.title,
-            "summary": n.item.summary,
-            "content": n.item.content,
-            "published_at": n.item.published,
+            "title": f.new.item.title,
+            "summary": f.new.item.summary,
+            "content": f.new.item.content,
+            "published_at": f.new.item.published,
             "seen_at": now,
-            "silent": n.silent,
+            "silent": f.new.silent,
+            "sketch": f.sketch.encode() if f.sketch is not None else None,
         }
-        for (feed_id, n), story, item_id in zip(fresh, stories, ids, strict=True)
+        for f, story, item_id in zip(fresh, assigned.stories, ids, strict=True)
     ]
-    _insert(session, _upsert(session, ITEM).on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
+    insert_rows(session, upsert(session, ITEM).on_conflict_do_nothing(index_elements=["feed_id", "key"]), rows)
     # A row another instance stored first was skipped, and its id is not in the table: it is not new here.
     kept = _present(session, ids)
-    inserted = {(row["feed_id"], row["key"]): row["id"] for row in rows if row["id"] in kept}
+    item_ids = [item_id if item_id in kept else None for item_id in ids]
+    insert_rows(session, insert(STORY_KEY), stories.index_rows(fresh, item_ids))
     counts: dict[int, list[int]] = {}
     matches: list[dict[str, Any]] = []
-    alerts: list[tuple[int, int, NewItem]] = []
-    alerted_stories: set[int] = set()
-    for (feed_id, new_item), story in zip(fresh, stories, strict=True):
-        item_id = inserted.get((feed_id, new_item.item.key))
+    joined: list[alerting.Joined] = []
+    for f, story, item_id in zip(fresh, assigned.stories, item_ids, strict=True):
         if item_id is None:
             continue
-        counts.setdefault(feed_id, [0, 0, 0])[0] += 1
-        for match in new_item.matches:
+        counts.setdefault(f.feed_id, [0, 0, 0])[0] += 1
+        for match in f.new.matches:
             hits = json.dumps([_hit_json(h) for h in match.hits], ensure_ascii=False)
             matches.append({"item_id": item_id, "rule": match.rule, "priority": match.priority, "hits": hits})
-        if new_item.matches and not new_item.silent and story not in alerted_stories:
-            alerted_stories.add(story)
-            alerts.append((feed_id, item_id, new_item))
-    _insert(session, insert(MATCH), matches)
-    deliveries = _alerts(session, alerts, stories_by_item={i: s for (f, n), s in zip(fresh, stories, strict=True)
-                                                             if (i := inserted.get((f, n.item.key))) is not None},
-                         now=now, route=route, counts=counts)  # fmt: skip
-    _insert(session, insert(DELIVERY), deliveries)
-    return {feed_id: StoredPoll(*numbers) for feed_id, numbers in counts.items()}
+        joined.append(alerting.Joined(f.feed_id, item_id, story, f.new))
+    insert_rows(session, insert(MATCH), matches)
+    deliveries = alerting.alerts(session, joined, now, route, policy.spread_alert, counts)
+    insert_rows(session, insert(DELIVERY), deliveries)
+    return {feed_id: StoredPoll(new, made, sent) for feed_id, (new, made, sent) in counts.items()}
 
 
-def _stories(session: Session, items: Sequence[NewItem], now: datetime) -> list[int]:
-    """The story of each item: one already stored with the same canonical URL, else with the same content,
-    else one of the batch's own earlier items; new stories are created for the rest."""
-    urls = {n.item.url for n in items if n.item.url}
-    prints = {n.item.fingerprint for n in items}
-    by_url: dict[str, int] = {}
-    by_print: dict[str, int] = {}
-    for url_chunk, print_chunk in _paired_chunks(sorted(urls), sorted(prints)):
-        query = select(col(ItemRow.url), col(ItemRow.fingerprint), col(ItemRow.story_id)).where(
-            col(ItemRow.story_id).is_not(None),
-            or_(col(ItemRow.url).in_(url_chunk), col(ItemRow.fingerprint).in_(print_chunk)),
+STORM_SHARE = 0.3
+STORM_FEED = 10
+
+
+def _brake(session: Session, outcomes: list[PollOutcome], now: datetime) -> tuple[list[PollOutcome], dict[int, str]]:
+    """The storm brake: a feed of `STORM_FEED` or more entries that presents more than `STORM_SHARE` of them as
+    new, when most of those carry a title or link the feed already had (its GUIDs were reset, its CMS
+    migrated), has them stored silently and the operator warned, instead of re-alerting its archive."""
+    storms: dict[int, str] = {}
+    result: list[PollOutcome] = []
+    for outcome in outcomes:
+        fresh = outcome.new_items
+        if outcome.entries < STORM_FEED or len(fresh) <= STORM_SHARE * outcome.entries:
+            result.append(outcome)
+            continue
+        titles = sorted({n.item.title for n in fresh})
+        links = sorted({n.item.url for n in fresh if n.item.url})
+        query = (
+            select(col(ItemRow.title), col(ItemRow.url))
+            .where(col(ItemRow.feed_id) == outcome.feed_id)
+            .where(or_(col(ItemRow.title).in_(titles[:CHUNK]), col(ItemRow.url).in_(links[:CHUNK])))
         )
-        for url, fingerprint, story in _rows(session.execute(query)):
-            if url in urls:
-                by_url.setdefault(str(url), int(story))
-            if fingerprint in prints:
-                by_print.setdefault(str(fingerprint), int(story))
-    chosen: list[int | None] = []
-    needed: list[int] = []
-    for index, new_item in enumerate(items):
-        item = new_item.item
-        story = (by_url.get(item.url) if item.url else None) or by_print.get(item.fingerprint)
-        chosen.append(story)
-        if story is None:
-            needed.append(index)
-            # Later items of the batch with this URL or text join the story made for this one.
-            if item.url:
-                by_url.setdefault(item.url, -1 - index)
-            by_print.setdefault(item.fingerprint, -1 - index)
-    made = dict(zip(needed, _new_ids(session, STORY, len(needed)), strict=True))
-    _insert(
-        session, insert(STORY), [{"id": made[i], "title": items[i].item.title, "first_seen_at": now} for i in needed]
-    )
-    result = []
-    for index, story in enumerate(chosen):
-        if story is None:
-            story = made[index]
-        elif story < 0:
-            story = made[-1 - story]
-        result.append(story)
-    return result
-
-
-def _new_ids(session: Session, table: Any, count: int) -> list[int]:
-    """Ids for `count` new rows of `table`, taken before inserting them: RETURNING gives no row order that
-    SQLite promises, and asking for one makes SQLAlchemy insert row by row; without RETURNING, the driver's
-    own executemany runs the insert (see `_insert`)."""
-    if not count:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        query = text(f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)")
-        return [int(value) for (value,) in _rows(session.execute(query, {"n": count}))]
-    # SQLite: this transaction holds the database's only write lock (BEGIN IMMEDIATE), so no one else can
-    # take these ids before the insert does.
-    top: int = session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
-    return list(range(int(top) + 1, int(top) + 1 + count))
+        had_titles, had_links = set(), set()
+        for title, url in tuples(session.execute(query)):
+            had_titles.add(title)
+            had_links.add(url)
+        again = sum(1 for n in fresh if n.item.title in had_titles or (n.item.url and n.item.url in had_links))
+        if again * 2 <= len(fresh):
+            result.append(outcome)
+            continue
+        reason = (
+            f"storm: {len(fresh)} of {outcome.entries} entries came back as new, {again} with a title or link"
+            " already stored (GUIDs reset?); stored without alerting"
+        )
+        storms[outcome.feed_id] = reason
+        result.append(replace(outcome, new_items=tuple(replace(n, silent=True) for n in fresh)))
+        session.connection().execute(
+            update(FEED_STATE).where(FEED_STATE.c.feed_id == outcome.feed_id).values(warning=reason, warning_at=now)
+        )
+    return result, storms
 
 
 def _present(session: Session, ids: list[int]) -> set[int]:
@@ -268,91 +250,7 @@ def _present(session: Session, ids: list[int]) -> set[int]:
         return set()
     query = select(col(ItemRow.id)).where(col(ItemRow.id) >= min(ids), col(ItemRow.id) <= max(ids))
     wanted = set(ids)
-    return {int(item_id) for (item_id,) in _rows(session.execute(query)) if item_id in wanted}
-
-
-def _paired_chunks(urls: list[str], prints: list[str]) -> Iterable[tuple[list[str], list[str]]]:
-    for start in range(0, max(len(urls), len(prints)), CHUNK):
-        yield urls[start : start + CHUNK], prints[start : start + CHUNK]
-
-
-def _alerts(session: Session, alerts: list[tuple[int, int, NewItem]], stories_by_item: dict[int, int],
-            now: datetime, route: Router, counts: dict[int, list[int]]) -> list[dict[str, Any]]:  # fmt: skip
-    """Insert one alert per story that has none yet; return the deliveries of those that went in."""
-    rows = [
-        {
-            "story_id": stories_by_item[item_id],
-            "item_id": item_id,
-            "created_at": now,
-            "rules": json.dumps([m.rule for m in new_item.matches]),
-            "priority": min((m.priority for m in new_item.matches), key=PRIORITIES.index),
-        }
-        for _, item_id, new_item in alerts
-    ]
-    statement = (
-        _upsert(session, ALERT)
-        .on_conflict_do_nothing(index_elements=["story_id"])
-        .returning(ALERT.c.id, ALERT.c.item_id)
-    )
-    made = {int(item_id): int(alert_id) for alert_id, item_id in _many(session, statement, rows)}
-    deliveries: list[dict[str, Any]] = []
-    for feed_id, item_id, new_item in alerts:
-        alert_id = made.get(item_id)
-        if alert_id is None:
-            continue  # the story alerted already: this outlet joins it ("also: ...")
-        counts[feed_id][1] += 1
-        for channel, target, due in route(new_item.matches):
-            deliveries.append(
-                {"alert_id": alert_id, "channel": channel, "target": target, "next_try_at": due,
-                 "created_at": now, "status": "pending", "attempts": 0}
-            )  # fmt: skip
-            counts[feed_id][2] += 1
-    return deliveries
-
-
-def _insert(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Run an INSERT without RETURNING for `rows` (dicts with the same keys) through the driver's executemany:
-    SQLAlchemy compiles the statement for this database once, and each value goes through its column type's
-    bind processor, but no parameter dict is built per row (a 3-column row cost 5 µs that way, 1 µs this)."""
-    if not rows:
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    keys = list(rows[0])
-    compiled = statement.compile(dialect=dialect, column_keys=keys)
-    columns = statement.table.c
-    processors = {key: columns[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys}
-    order = compiled.positiontup  # the parameter order of a positional paramstyle (SQLite's `?`), else None
-    names = list(order) if order is not None else keys
-    columns_out = [_processed([row[name] for row in rows], processors[name]) for name in names]
-    if order is not None:
-        connection.exec_driver_sql(str(compiled), list(zip(*columns_out, strict=True)))
-    else:
-        connection.exec_driver_sql(
-            str(compiled), [dict(zip(names, row, strict=True)) for row in zip(*columns_out, strict=True)]
-        )
-
-
-def _processed(values: list[Any], process: Callable[[Any], Any] | None) -> list[Any]:
-    """A column's values as the driver takes them; a value repeated in the batch (`now`) is processed once."""
-    if process is None:
-        return values
-    done: dict[Any, Any] = {}
-    return [done[value] if value in done else done.setdefault(value, process(value)) for value in values]
-
-
-def _many(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Run one cached statement for all `rows` (executemany; with RETURNING, SQLAlchemy sends them as
-    multi-row VALUES batches): compiling a statement with the values inlined cost more than running it."""
-    if not rows:
-        return []
-    result = session.connection().execute(statement, list(rows))
-    return _rows(result) if result.returns_rows else []
-
-
-def _rows(result: Iterable[Any]) -> list[tuple[Any, ...]]:
-    """Result rows as plain tuples (SQLModel types them as objects)."""
-    return [tuple(row) for row in result]
+    return {int(item_id) for (item_id,) in tuples(session.execute(query)) if item_id in wanted}
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.config import FeedSpec
+from monitor.pipeline.stories import DEFAULT_POLICY, StoryPolicy
 from monitor.policy import mask_url
 from monitor.records import (
     PRIORITIES,
@@ -31,7 +32,8 @@ from monitor.records import (
     Priority,
 )
 from monitor.store import polls as polls_module
-from monitor.store.polls import Poll, Router, StoredPoll
+from monitor.store.alerting import Router
+from monitor.store.polls import Poll, StoredPoll
 from monitor.store.tables import (
     DELIVERY,
     FEED,
@@ -169,18 +171,20 @@ class Store:
             return [str(key) for key in connection.execute(query.limit(limit)).scalars()]
 
     def record_poll(
-        self, outcome: PollOutcome, next_poll_at: datetime | None, now: datetime, route: Router
-    ) -> StoredPoll:
+        self, outcome: PollOutcome, next_poll_at: datetime | None, now: datetime, route: Router,
+        policy: StoryPolicy = DEFAULT_POLICY,
+    ) -> StoredPoll:  # fmt: skip
         """Store one poll; see `record_polls`."""
-        return self.record_polls([Poll(outcome, next_poll_at)], now, route)[0]
+        return self.record_polls([Poll(outcome, next_poll_at)], now, route, policy=policy)[0]
 
     def record_polls(
-        self, polls: Sequence[Poll], now: datetime, route: Router, move_after: int = 3
-    ) -> list[StoredPoll]:
+        self, polls: Sequence[Poll], now: datetime, route: Router, move_after: int = 3,
+        policy: StoryPolicy = DEFAULT_POLICY,
+    ) -> list[StoredPoll]:  # fmt: skip
         """Store a batch of polls in one transaction: new items, stories, matches, alerts and their
         deliveries (the outbox), and each feed's state. Only after this commits is anything sent."""
         with Session(self.engine) as session:
-            stored = polls_module.record(session, polls, now, route, move_after)
+            stored = polls_module.record(session, polls, now, route, move_after, policy)
             session.commit()
             return stored
 

@@ -3,7 +3,11 @@
     feed ─1:1─ feed_state          what to poll, and how polling goes (leases, backoff, conditional GET)
     feed ─1:n─ item ─n:1─ story    every entry ever seen, keyed per feed; stories group items across outlets
     item ─1:n─ match               which rules an item fired, with the hits
-    story ─1:1─ alert ─1:n─ delivery   one alert per story; one delivery per channel target (the outbox)
+    story ─1:n─ alert ─1:n─ delivery   a story's first alert, its updates and spread follow-up; one delivery
+                                       per channel target (the outbox)
+    item ─1:n─ story_key               an alerting item's informative words: the index that finds the stories
+                                       a new item may belong to, within the window, at a cost that does not
+                                       grow with history
 
 Seen keys (`item.feed_id`, `item.key`) are kept for ever, so a pruned or re-added entry never re-alerts.
 No table holds a channel URL: a delivery names its channel and the target's position in it.
@@ -60,6 +64,9 @@ class FeedStateRow(SQLModel, table=True):
     permanent_hits: int = 0
     """Polls in a row that ended at the same permanent redirect target (the URL moves after a few)."""
     permanent_url: str | None = Field(default=None, max_length=2048)
+    warning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The last thing the operator should know that is not a failure (a storm of re-sent items)."""
+    warning_at: datetime | None = Field(default=None, sa_column=_utc())
 
 
 class StoryRow(SQLModel, table=True):
@@ -68,6 +75,10 @@ class StoryRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(sa_column=Column(Text, nullable=False))
     first_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    rules: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    """JSON list of the rules the story has alerted for so far (empty: it has not alerted)."""
+    priority: str | None = Field(default=None, max_length=10)
+    """The highest priority the story has alerted with."""
 
 
 class ItemRow(SQLModel, table=True):
@@ -92,7 +103,23 @@ class ItemRow(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, sa_column=_utc())
     seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     silent: bool = False
-    """Stored without alerting: older than the backfill window of a new feed's first poll."""
+    """Stored without alerting: older than the backfill window of a new feed's first poll, or brought by a
+    storm (a feed presenting most of its items as new again)."""
+    sketch: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The words the story layer compares (`pipeline.stories.Sketch.encode`); only for items that alert."""
+
+
+class StoryKeyRow(SQLModel, table=True):
+    """One informative word of an alerting item: stories sharing words are found through (key, at)."""
+
+    __tablename__ = "story_key"
+    __table_args__ = (Index("ix_story_key_at", "key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=100)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    """The item's publication time, else when it was first seen: what the story window counts from."""
+    item_id: int = Field(foreign_key="item.id")
 
 
 class MatchRow(SQLModel, table=True):
@@ -109,10 +136,19 @@ class MatchRow(SQLModel, table=True):
 
 class AlertRow(SQLModel, table=True):
     __tablename__ = "alert"
+    __table_args__ = (UniqueConstraint("story_id", "kind", "reason", name="uq_alert_story_kind"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    story_id: int = Field(foreign_key="story.id", sa_column_kwargs={"unique": True})
+    story_id: int = Field(foreign_key="story.id")
     item_id: int = Field(foreign_key="item.id")
+    """The item that made the alert: the story's first, the one that escalated it, or the one that spread it."""
+    kind: str = Field(default="first", max_length=10, sa_column_kwargs={"server_default": "first"})
+    """first | update (a new rule or a higher priority) | spread (the story reached `spread_alert` outlets)."""
+    reason: str = Field(default="", max_length=500, sa_column_kwargs={"server_default": ""})
+    """What makes the alert unique within its story and kind: the state it announces ("urgent:rule-a,rule-b"
+    for an update, the outlet count for a spread), so two instances announcing the same thing send once."""
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """What the message says changed: "now urgent", "now also karabakh-humanitarian", "now in 5 outlets"."""
     rules: str = Field(sa_column=Column(Text, nullable=False))
     """JSON list of the rule ids the story fired, in config order."""
     priority: str = Field(max_length=10)
@@ -150,3 +186,4 @@ STORY = SQLModel.metadata.tables["story"]
 MATCH = SQLModel.metadata.tables["match"]
 ALERT = SQLModel.metadata.tables["alert"]
 DELIVERY = SQLModel.metadata.tables["delivery"]
+STORY_KEY = SQLModel.metadata.tables["story_key"]

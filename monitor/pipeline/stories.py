@@ -1,0 +1,230 @@
+"""The story layer: does a new item report the same event as an item already stored? Pure.
+
+DESIGN.md §6, the fourth dedup layer. Outlets rewrite a wire story's headline and lede, so the question is
+asked of words, weighted by how much they say: each item is reduced to a `Sketch`, the folded words of its
+title and lede, each weighted by its rarity in general language (wordfreq's frequency lists for the
+languages the desk reads: "the" weighs nothing, "said" little, "Stepanakert" or "surrender" a lot). Two
+items are judged one story when
+
+- they come from different feeds (an outlet running a second item on a subject runs a new development;
+  its own re-posts are caught by the exact URL and content layers),
+- they were published close enough: the bar rises with the time between them and nothing joins beyond the
+  window,
+- they share at least two informative words (never a single name or place: two events in one city are two
+  stories) and the weighted cosine of their words clears the bar,
+- and their titles do not fill one template with different names ("England v Chile ... how to watch" and
+  "England v Samoa ... how to watch"): when both titles hold a name the other item never mentions, the
+  bar is raised to what only a near-copy reaches.
+
+A false join is worse than a missed one (it swallows a development the desk never hears of), so the bars
+are set for precision; `bench/stories/evaluate.py` measures both on hand-labelled real coverage.
+
+Why by hand and not scikit-learn's TfidfVectorizer: the weights must exist for the first item a service
+ever sees and stay the same across restarts and instances, so they come from a fixed frequency list, not
+from a corpus fitted at run time; what is left (a weighted cosine over a few dozen words) is a few lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from monitor.pipeline.fold import fold_words, is_nospace
+
+LEDE_CHARS = 400
+"""Of the summary (or content, when there is no summary), the start that is compared: a lede."""
+KEY_WEIGHT = 2.5
+"""Words at least this informative index the item: a candidate story shares at least one of them."""
+MAX_KEYS = 12
+INFORMATIVE = 2.0
+"""Two items must share at least two words at least this informative."""
+LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "pl", "ru", "uk", "tr", "nl")
+"""Whose frequency lists weigh words: a word common in any of them says little."""
+_MAX_WEIGHT = 5.0
+_ZIPF_TOP = 7.0
+_UNLISTED_ZIPF = 2.0
+
+# (hours apart at most, cosine needed): the bar rises with the time between two items.
+BARS: tuple[tuple[float, float], ...] = ((6.0, 0.30), (24.0, 0.36), (48.0, 0.44), (float("inf"), 0.52))
+TEMPLATE_BAR = 0.80
+"""Two titles filling one template with different names join only as near-copies."""
+
+
+@dataclass(frozen=True)
+class StoryPolicy:
+    """keywords.toml's `[stories]`: how stories are formed and followed."""
+
+    window: timedelta = timedelta(hours=72)
+    spread_alert: int | None = None
+
+
+DEFAULT_POLICY = StoryPolicy()
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """The words of an item's title and lede that decide its story, with their weights."""
+
+    weights: dict[str, float]
+    """Word → weight, title words counted once more."""
+    title: frozenset[str]
+    names: frozenset[str]
+    """Title words that read as names: capitalised inside a headline that is not in Title Case."""
+    norm: float
+
+    def index_keys(self) -> list[str]:
+        """The item's most informative words: how stories that may share its event are found."""
+        ranked = sorted((w for w, weight in self.weights.items() if weight >= KEY_WEIGHT),
+                        key=lambda w: (-self.weights[w], w))  # fmt: skip
+        return ranked[:MAX_KEYS]
+
+    def encode(self) -> str:
+        """A compact form for the database: the words, title words first, then the rest."""
+        rest = [w for w in self.weights if w not in self.title]
+        return " ".join(sorted(self.title)) + " | " + " ".join(rest) + " | " + " ".join(sorted(self.names))
+
+
+@dataclass(frozen=True)
+class Member:
+    """An item already in a story, as the story layer compares it."""
+
+    story_id: int
+    feed_id: int
+    published: datetime
+    """Publication time, else when the service first saw it."""
+    sketch: Sketch
+
+
+@lru_cache(maxsize=1)
+def _zipf_table() -> dict[str, float]:
+    """Folded word → its highest Zipf frequency (log10 per billion words) across `LANGUAGES`. Loaded once, on
+    the first story question; words rarer than ~1 per million are left out (they weigh the most anyway)."""
+    import wordfreq  # heavy (~20 MB of lists): only a process that clusters loads it
+
+    table: dict[str, float] = {}
+    for language in LANGUAGES:
+        for word, frequency in wordfreq.get_frequency_dict(language, "small").items():
+            if frequency < 1e-6:
+                continue
+            zipf = round(math.log10(frequency) + 9, 1)
+            for part in fold_words(word).split():
+                if table.get(part, 0.0) < zipf:
+                    table[part] = zipf
+    return table
+
+
+def weight(word: str) -> float:
+    """How much sharing `word` says: 0 for the commonest words, up to 5 for names and rare words."""
+    if word.isdigit():
+        return 0.5 if len(word) == 4 else 1.0  # years and counts say little on their own
+    zipf = _zipf_table().get(word, _UNLISTED_ZIPF)
+    return max(0.0, min(_MAX_WEIGHT, _ZIPF_TOP - zipf - 0.5))
+
+
+def _words(folded: str) -> list[str]:
+    """Words of folded text; runs of single characters of a script without spaces become bigrams."""
+    parts = folded.split()
+    if not any(len(p) == 1 and is_nospace(p) for p in parts):
+        return [p for p in parts if len(p) > 1]
+    words: list[str] = []
+    for index, part in enumerate(parts):
+        if len(part) == 1 and is_nospace(part):
+            if index + 1 < len(parts) and len(parts[index + 1]) == 1 and is_nospace(parts[index + 1]):
+                words.append(part + parts[index + 1])
+        elif len(part) > 1:
+            words.append(part)
+    return words
+
+
+def _names(title: str) -> frozenset[str]:
+    """Title words that read as names: capitalised, not first, in a headline that is not Title Case."""
+    raw = [w for w in title.replace("-", " ").split() if w[:1].isalpha()]
+    if len(raw) < 3:
+        return frozenset()
+    capitals = [w for w in raw[1:] if w[:1].isupper()]
+    if len(capitals) > 0.5 * (len(raw) - 1):
+        return frozenset()  # Title Case: capitals say nothing
+    return frozenset(word for w in capitals for word in _words(fold_words(w)))
+
+
+def sketch(title: str, summary: str, content: str = "") -> Sketch:
+    """The sketch of an item's title and lede (plain text, as normalised)."""
+    lede = (summary or content)[:LEDE_CHARS]
+    title_words = _words(fold_words(title))
+    weights: dict[str, float] = {}
+    for word in title_words:
+        weights[word] = 2 * weight(word)
+    for word in _words(fold_words(lede)):
+        if word not in weights:
+            weights[word] = weight(word)
+    weights = {w: v for w, v in weights.items() if v > 0}
+    return Sketch(weights, frozenset(title_words), _names(title), math.sqrt(sum(v * v for v in weights.values())))
+
+
+def decode(text: str) -> Sketch:
+    """A sketch back from `Sketch.encode`."""
+    title_part, _, rest = text.partition(" | ")
+    body, _, names = rest.partition(" | ")
+    title = title_part.split()
+    weights = {w: 2 * weight(w) for w in title}
+    for word in body.split():
+        weights.setdefault(word, weight(word))
+    weights = {w: v for w, v in weights.items() if v > 0}
+    return Sketch(weights, frozenset(title), frozenset(names.split()),
+                  math.sqrt(sum(v * v for v in weights.values())))  # fmt: skip
+
+
+def similarity(a: Sketch, b: Sketch) -> float:
+    """Weighted cosine of the two sketches' words (each word weighted as informative as its lighter use)."""
+    if not a.norm or not b.norm:
+        return 0.0
+    small, large = (a, b) if len(a.weights) <= len(b.weights) else (b, a)
+    dot = sum(v * large.weights[w] for w, v in small.weights.items() if w in large.weights)
+    return dot / (a.norm * b.norm)
+
+
+def _informative_shared(a: Sketch, b: Sketch) -> int:
+    return sum(1 for w in a.weights if w in b.weights and weight(w) >= INFORMATIVE)
+
+
+def _templated(a: Sketch, b: Sketch) -> bool:
+    """Both titles name someone or something the other item never mentions."""
+    return bool(a.names - b.weights.keys()) and bool(b.names - a.weights.keys())
+
+
+def bar(apart: timedelta) -> float:
+    hours = abs(apart.total_seconds()) / 3600
+    return next(needed for limit, needed in BARS if hours <= limit)
+
+
+def score(new: Sketch, feed_id: int, published: datetime, member: Member, window: timedelta) -> float | None:
+    """How far above its bar the pair stands (None: it may not join at all)."""
+    apart = published - member.published
+    if member.feed_id == feed_id or abs(apart) > window:
+        return None
+    if _informative_shared(new, member.sketch) < 2:
+        return None
+    needed = bar(apart)
+    if _templated(new, member.sketch):
+        needed = max(needed, TEMPLATE_BAR)
+    margin = similarity(new, member.sketch) - needed
+    return margin if margin >= 0 else None
+
+
+def choose(new: Sketch, feed_id: int, published: datetime, members: Iterable[Member],
+           window: timedelta) -> int | None:  # fmt: skip
+    """The story the new item joins: that of the member it stands furthest above the bar with, if any."""
+    best: tuple[float, int] | None = None
+    for member in members:
+        margin = score(new, feed_id, published, member, window)
+        if margin is not None and (best is None or margin > best[0]):
+            best = (margin, member.story_id)
+    return None if best is None else best[1]
+
+
+def shared_keys(keys: Sequence[str], member_keys: Iterable[str]) -> int:
+    wanted = set(keys)
+    return sum(1 for key in member_keys if key in wanted)
