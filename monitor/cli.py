@@ -175,6 +175,26 @@ def alerts(
         runner.show_alerts(config_dir, db, limit)
 
 
+@app.command()
+def stories(
+    config_dir: ConfigDir = Path("config"),
+    db: DatabaseUrl = None,
+    since: Annotated[str, typer.Option("--since", help="Stories first seen within this long (30m, 24h, 7d).")] = "24h",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many stories at most.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines, one story per line.")] = False,
+) -> None:
+    """Recent stories with their items and outlets, newest first."""
+    from monitor import runner
+    from monitor.config.units import parse_duration
+
+    with _user_errors():
+        try:
+            window = parse_duration(since)
+        except ValueError as e:
+            raise MonitorError(f"--since: {e}") from e
+        runner.show_stories(db, window, limit, as_json)
+
+
 @app.command("notify-test")
 def notify_test(
     channel: Annotated[str | None, typer.Argument(help="Only this channel id.")] = None,

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from monitor.config import Config, load_config
+from monitor.config.units import format_duration
 from monitor.errors import ConfigError, MonitorError
 from monitor.policy import mask_url
 from monitor.records import FetchResult
@@ -32,6 +34,7 @@ from monitor.scheduler import serve
 from monitor.service import Service
 from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine, upgrade
 from monitor.store.repo import Store
+from monitor.store.views import recent_stories, story_json
 
 log = logging.getLogger("monitor.runner")
 # Looking for due feeds is one indexed query: doing it every second keeps an item's wait for its poll
@@ -204,7 +207,7 @@ def _console() -> Console:
 def show_feeds(db: str | None) -> None:
     store = Store(_existing_engine(db))
     table = Table(title="feeds")
-    for column in ("feed", "status", "last success", "last error", "items", "next poll"):
+    for column in ("feed", "status", "last success", "last error", "items", "next poll", "warning"):
         table.add_column(column, overflow="fold")
     for feed in store.feed_health():
         status = feed.status if feed.active else f"{feed.status} (removed)"
@@ -213,6 +216,7 @@ def show_feeds(db: str | None) -> None:
         table.add_row(
             feed.name or feed.title or mask_url(feed.url), status, _when(feed.last_success_at), feed.last_error or "",
             str(feed.item_count), _when(feed.next_poll_at) if feed.status != "gone" else "stopped",
+            feed.warning or "",
         )  # fmt: skip
     _console().print(table)
 
@@ -220,7 +224,7 @@ def show_feeds(db: str | None) -> None:
 def show_alerts(config_dir: Path, db: str | None, limit: int) -> None:
     store = Store(_existing_engine(db))
     table = Table(title=f"latest {limit} alerts")
-    for column in ("detected", "priority", "headline", "outlet", "rules", "deliveries"):
+    for column in ("detected", "story", "alert", "priority", "headline", "outlets", "rules", "deliveries"):
         table.add_column(column, overflow="fold")
     for alert, deliveries in store.recent_alerts(limit):
         states = ", ".join(
@@ -228,9 +232,33 @@ def show_alerts(config_dir: Path, db: str | None, limit: int) -> None:
             + (f" ({d.last_error})" if d.last_error and d.status != "sent" else "")
             for d in deliveries
         )
-        outlet = alert.outlet + (f" (also: {', '.join(alert.also)})" if alert.also else "")
-        table.add_row(_when(alert.detected), alert.priority, alert.title, outlet, ", ".join(alert.rules), states)
+        outlets = f"{1 + len(alert.also)}: {alert.outlet}" + (f", {', '.join(alert.also)}" if alert.also else "")
+        kind = alert.kind + (f": {alert.note}" if alert.note else "")
+        table.add_row(_when(alert.detected), str(alert.story_id), kind, alert.priority, alert.title, outlets,
+                      ", ".join(alert.rules), states)  # fmt: skip
     _console().print(table)
+
+
+def show_stories(db: str | None, since: timedelta, limit: int, as_json: bool) -> None:
+    """`monitor stories`: stories first seen within `since`, newest first (DESIGN.md §4)."""
+    engine = _existing_engine(db)
+    stories = recent_stories(engine, datetime.now(UTC) - since, limit)
+    if as_json:
+        for view in stories:
+            sys.stdout.write(json.dumps(story_json(view, _iso), ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"stories first seen in the last {format_duration(since)}")
+    for column in ("story", "first seen", "priority", "headline", "outlets", "rules", "alerts"):
+        table.add_column(column, overflow="fold")
+    for view in stories:
+        names = ", ".join(dict.fromkeys(item.feed for item in view.items))
+        table.add_row(str(view.story_id), _when(view.first_seen), view.priority or "-", view.title,
+                      f"{view.outlets}: {names}", ", ".join(view.rules), "; ".join(view.alerts) or "none")  # fmt: skip
+    _console().print(table)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def notify_test(config_dir: Path, channel: str | None) -> bool:

@@ -277,6 +277,8 @@ class Service:
             log.info("polled: %d new items, %d alerts", stored.new_items, stored.alerts, extra=extra)
         for warning in outcome.warnings:
             log.warning("feed warning: %s", warning, extra=extra)
+        if stored.storm:
+            log.warning("feed warning: %s", stored.storm, extra=extra)
         return stored
 
     async def _read(

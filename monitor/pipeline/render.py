@@ -106,6 +106,12 @@ def _names(hits: Sequence[Hit]) -> list[str]:
 def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
     """One story: headline with the matched names marked, outlet, time, rules, priority, link, also-ran."""
     title = f"[{alert.priority.upper()}] {_clip(alert.title, TITLE_CHARS)}"
+    if alert.kind != "first" and alert.note:
+        # "update: now urgent: …", "now in 5 outlets: Reuters, AP, …: …": what changed, before the headline
+        change = f"update: {alert.note}" if alert.kind == "update" else alert.note
+        if alert.kind == "spread":
+            change += ": " + ", ".join((alert.outlet, *alert.also))
+        title = f"[{alert.priority.upper()}] {_clip(change, TITLE_CHARS // 2)}: {_clip(alert.title, TITLE_CHARS)}"
     newline = "<br>\n" if fmt == "html" else "\n"
     summary = alert.summary if len(alert.summary) <= SUMMARY_CHARS else _clip(alert.summary, SUMMARY_CHARS)
     headline = alert.title if len(alert.title) <= HEADLINE_CHARS else _clip(alert.title, HEADLINE_CHARS)

@@ -27,7 +27,7 @@ from a corpus fitted at run time; what is left (a weighted cosine over a few doz
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -48,7 +48,7 @@ _ZIPF_TOP = 7.0
 _UNLISTED_ZIPF = 2.0
 
 # (hours apart at most, cosine needed): the bar rises with the time between two items.
-BARS: tuple[tuple[float, float], ...] = ((6.0, 0.30), (24.0, 0.36), (48.0, 0.44), (float("inf"), 0.52))
+BARS: tuple[tuple[float, float], ...] = ((6.0, 0.50), (24.0, 0.56), (48.0, 0.64), (float("inf"), 0.72))
 TEMPLATE_BAR = 0.80
 """Two titles filling one template with different names join only as near-copies."""
 
@@ -216,15 +216,18 @@ def score(new: Sketch, feed_id: int, published: datetime, member: Member, window
 
 def choose(new: Sketch, feed_id: int, published: datetime, members: Iterable[Member],
            window: timedelta) -> int | None:  # fmt: skip
-    """The story the new item joins: that of the member it stands furthest above the bar with, if any."""
-    best: tuple[float, int] | None = None
+    """The story the new item joins, if any: one all of whose items from other feeds within the window it
+    clears the bar with, the one it clears by most. Every member must agree, not just the closest: a story
+    grows one development at a time, and an item that resembles only its latest turn is a new development."""
+    margins: dict[int, float | None] = {}
     for member in members:
+        if member.feed_id == feed_id or abs(published - member.published) > window:
+            continue
         margin = score(new, feed_id, published, member, window)
-        if margin is not None and (best is None or margin > best[0]):
-            best = (margin, member.story_id)
+        if member.story_id not in margins:
+            margins[member.story_id] = margin
+        else:
+            before = margins[member.story_id]
+            margins[member.story_id] = None if before is None or margin is None else min(before, margin)
+    best = max(((m, story) for story, m in margins.items() if m is not None), default=None)
     return None if best is None else best[1]
-
-
-def shared_keys(keys: Sequence[str], member_keys: Iterable[str]) -> int:
-    wanted = set(keys)
-    return sum(1 for key in member_keys if key in wanted)

@@ -65,6 +65,8 @@ class FeedHealth:
     error_count: int
     item_count: int
     next_poll_at: datetime | None
+    warning: str | None = None
+    """The last warning for the operator that is not a failure (a storm of re-sent items), with its time."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,9 @@ class Store:
                     state.error_count,
                     state.item_count,
                     state.next_poll_at,
+                    f"{state.warning} ({state.warning_at:%Y-%m-%d %H:%MZ})"
+                    if state.warning and state.warning_at
+                    else state.warning,
                 )
                 for feed, state in rows
             ]
@@ -341,6 +346,8 @@ class Store:
                 priority=_priority(alert.priority),
                 hits=tuple(hits[_id(item.id)]),
                 summary=item.summary,
+                kind=alert.kind,
+                note=alert.note,
             )
         return views
 

@@ -35,7 +35,9 @@ SAME_FEED_APART = timedelta(hours=12)
 PER_KEY = 64
 """Index rows read per word: the newest inside the window. A rare word has fewer; a common one says little."""
 CANDIDATES = 40
-"""Items compared per new item: those sharing the most words with it."""
+"""Items per new item whose stories are compared: those sharing the most words with it."""
+PER_STORY = 50
+"""Items of a candidate story compared, at most (its newest)."""
 CHUNK = 400
 KEYS_PER_QUERY = 100
 """Words per UNION ALL: SQLite allows 500 terms in one compound SELECT."""
@@ -84,7 +86,8 @@ def assign(session: Session, fresh: Sequence[Fresh], now: datetime, window: time
         )
         if story is None and item.sketch is not None:
             keys = set(item.sketch.index_keys())
-            found = [m for m, words in members if keys & words][:CANDIDATES]
+            near = {m.story_id for m, words in members if keys & words}
+            found = [m for m, _ in members if m.story_id in near]
             story = choose(item.sketch, item.feed_id, item.at, [*found, *batch], window)
         placeholder = story if story is not None else -1 - index  # made below; later items may join it
         chosen.append(story)
@@ -168,18 +171,29 @@ def _members(session: Session, clustered: Sequence[Fresh], lo: datetime, hi: dat
         rows: Any = connection.execute(union_all(*parts))
         for key, item_id in rows:
             shared[int(item_id)].add(str(key))
+    # The stories those items are in, and every clustered item of theirs inside the window: a story joins
+    # only if all its items from other feeds agree (`choose`).
     ranked = sorted(shared, key=lambda item_id: -len(shared[item_id]))[: CANDIDATES * max(1, len(clustered))]
-    members: list[tuple[Member, set[str]]] = []
+    story_ids: set[int] = set()
     for start in range(0, len(ranked), CHUNK):
-        query = select(ITEM.c.id, ITEM.c.story_id, ITEM.c.feed_id, ITEM.c.published_at, ITEM.c.seen_at,
-                       ITEM.c.sketch).where(ITEM.c.id.in_(ranked[start : start + CHUNK]))  # fmt: skip
+        query = select(ITEM.c.story_id).where(ITEM.c.id.in_(ranked[start : start + CHUNK]))
+        stories: Any = connection.execute(query)
+        story_ids.update(int(story) for (story,) in stories if story is not None)
+    members: list[tuple[Member, set[str]]] = []
+    at = func.coalesce(ITEM.c.published_at, ITEM.c.seen_at)
+    ordered = sorted(story_ids)
+    for start in range(0, len(ordered), CHUNK):
+        query = (
+            select(ITEM.c.id, ITEM.c.story_id, ITEM.c.feed_id, ITEM.c.published_at, ITEM.c.seen_at, ITEM.c.sketch)
+            .where(ITEM.c.story_id.in_(ordered[start : start + CHUNK]), ITEM.c.sketch.is_not(None))
+            .where(at >= lo, at <= hi)
+            .order_by(ITEM.c.id.desc())
+            .limit(PER_STORY * CHUNK)
+        )
         found: Any = connection.execute(query)
         for item_id, story, feed_id, published, seen, text in found:
-            if story is None or not text:
-                continue
             member = Member(int(story), int(feed_id), published or seen, decode(text))
-            members.append((member, shared[int(item_id)]))
-    members.sort(key=lambda pair: -len(pair[1]))
+            members.append((member, shared.get(int(item_id), set())))
     return members
 
 
