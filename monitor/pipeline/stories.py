@@ -48,7 +48,7 @@ _ZIPF_TOP = 7.0
 _UNLISTED_ZIPF = 2.0
 
 # (hours apart at most, cosine needed): the bar rises with the time between two items.
-BARS: tuple[tuple[float, float], ...] = ((6.0, 0.50), (24.0, 0.56), (48.0, 0.64), (float("inf"), 0.72))
+BARS: tuple[tuple[float, float], ...] = ((6.0, 0.50), (24.0, 0.56), (48.0, 0.70), (float("inf"), 0.80))
 TEMPLATE_BAR = 0.80
 """Two titles filling one template with different names join only as near-copies."""
 
@@ -74,6 +74,9 @@ class Sketch:
     names: frozenset[str]
     """Title words that read as names: capitalised inside a headline that is not in Title Case."""
     norm: float
+    proper: frozenset[str] = frozenset()
+    """Every word that reads as a name (capitalised mid-sentence in the title or lede): who and where, which
+    `event_similarity` leaves out."""
 
     def index_keys(self) -> list[str]:
         """The item's most informative words: how stories that may share its event are found."""
@@ -84,7 +87,9 @@ class Sketch:
     def encode(self) -> str:
         """A compact form for the database: the words, title words first, then the rest."""
         rest = [w for w in self.weights if w not in self.title]
-        return " ".join(sorted(self.title)) + " | " + " ".join(rest) + " | " + " ".join(sorted(self.names))
+        return " | ".join(
+            (" ".join(sorted(self.title)), " ".join(rest), " ".join(sorted(self.names)), " ".join(sorted(self.proper)))
+        )
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,20 @@ def _names(title: str) -> frozenset[str]:
     return frozenset(word for w in capitals for word in _words(fold_words(w)))
 
 
+_SENTENCE_END = frozenset(".!?:;\"'“”‘’«»|–—-")
+
+
+def _proper(title: str, lede: str) -> frozenset[str]:
+    """Words capitalised other than at the start of a sentence, in the lede and in a headline not in Title
+    Case: the names of the story's people, places and organisations, in any Latin, Greek or Cyrillic text."""
+    found: set[str] = set(_names(title))
+    words = lede.split()
+    for index, word in enumerate(words):
+        if index and word[:1].isupper() and words[index - 1][-1:] not in _SENTENCE_END:
+            found.update(_words(fold_words(word)))
+    return frozenset(found)
+
+
 def sketch(title: str, summary: str, content: str = "") -> Sketch:
     """The sketch of an item's title and lede (plain text, as normalised)."""
     lede = (summary or content)[:LEDE_CHARS]
@@ -161,20 +180,20 @@ def sketch(title: str, summary: str, content: str = "") -> Sketch:
         if word not in weights:
             weights[word] = weight(word)
     weights = {w: v for w, v in weights.items() if v > 0}
-    return Sketch(weights, frozenset(title_words), _names(title), math.sqrt(sum(v * v for v in weights.values())))
+    return Sketch(weights, frozenset(title_words), _names(title), math.sqrt(sum(v * v for v in weights.values())),
+                  _proper(title, lede))  # fmt: skip
 
 
 def decode(text: str) -> Sketch:
     """A sketch back from `Sketch.encode`."""
-    title_part, _, rest = text.partition(" | ")
-    body, _, names = rest.partition(" | ")
+    title_part, body, names, proper = (text.split(" | ") + ["", "", ""])[:4]
     title = title_part.split()
     weights = {w: 2 * weight(w) for w in title}
     for word in body.split():
         weights.setdefault(word, weight(word))
     weights = {w: v for w, v in weights.items() if v > 0}
     return Sketch(weights, frozenset(title), frozenset(names.split()),
-                  math.sqrt(sum(v * v for v in weights.values())))  # fmt: skip
+                  math.sqrt(sum(v * v for v in weights.values())), frozenset(proper.split()))  # fmt: skip
 
 
 def similarity(a: Sketch, b: Sketch) -> float:
@@ -184,6 +203,21 @@ def similarity(a: Sketch, b: Sketch) -> float:
     small, large = (a, b) if len(a.weights) <= len(b.weights) else (b, a)
     dot = sum(v * large.weights[w] for w, v in small.weights.items() if w in large.weights)
     return dot / (a.norm * b.norm)
+
+
+NAME_WEIGHT = 3.5
+"""Words weighing more than this (rarer than ~1 in 300,000 words) are mostly names: places, people, groups."""
+EVENT_BAR = 0.25
+"""The words that are not names must agree this much too: a story is an event, not the names it happens to."""
+
+
+def event_similarity(a: Sketch, b: Sketch) -> float:
+    """Weighted cosine over the words that are not names: what happened, not to whom or where."""
+    names = a.proper | b.proper
+    left = {w: v for w, v in a.weights.items() if weight(w) <= NAME_WEIGHT and w not in names}
+    right = {w: v for w, v in b.weights.items() if weight(w) <= NAME_WEIGHT and w not in names}
+    norm = math.sqrt(sum(v * v for v in left.values())) * math.sqrt(sum(v * v for v in right.values()))
+    return sum(v * right[w] for w, v in left.items() if w in right) / norm if norm else 0.0
 
 
 def _informative_shared(a: Sketch, b: Sketch) -> int:
@@ -211,7 +245,9 @@ def score(new: Sketch, feed_id: int, published: datetime, member: Member, window
     if _templated(new, member.sketch):
         needed = max(needed, TEMPLATE_BAR)
     margin = similarity(new, member.sketch) - needed
-    return margin if margin >= 0 else None
+    if margin < 0 or event_similarity(new, member.sketch) < EVENT_BAR:
+        return None
+    return margin
 
 
 def choose(new: Sketch, feed_id: int, published: datetime, members: Iterable[Member],
