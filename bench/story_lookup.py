@@ -29,7 +29,7 @@ from monitor.store.tables import ITEM, STORY, STORY_KEY
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 WORDS = [f"w{i}" for i in range(3000)]  # synthetic vocabulary: unlisted words weigh like names
-COMMON = "the a of in on and to for as with says after over".split()
+COMMON = ["the", "a", "of", "in", "on", "and", "to", "for", "as", "with", "says", "after", "over"]
 FIRES = (RuleMatch("any", "normal", ()),)
 
 

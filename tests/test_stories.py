@@ -179,6 +179,7 @@ def test_a_daily_column_repeating_its_title_and_lede_alerts_each_day(desk: Harne
 # --- the pure judgement -------------------------------------------------------------------------------------
 
 T0 = datetime(2023, 9, 19, 9, 0, tzinfo=UTC)
+LAUNCH = "Azerbaijan has launched an offensive against Armenian separatists in Nagorno-Karabakh."
 WINDOW = timedelta(hours=72)
 
 
@@ -187,8 +188,7 @@ def member(story: int, feed: int, title: str, lede: str, at: datetime = T0) -> M
 
 
 def test_a_rewrite_by_another_outlet_joins() -> None:
-    stored = member(1, 1, "Azerbaijan launches military offensive in Nagorno-Karabakh",
-                    "Azerbaijan has launched an offensive against Armenian separatists in Nagorno-Karabakh.")  # fmt: skip
+    stored = member(1, 1, "Azerbaijan launches military offensive in Nagorno-Karabakh", LAUNCH)
     new = sketch("Azerbaijan attacks Nagorno-Karabakh, launching offensive against separatists",
                  "Azerbaijan launched an offensive against Armenian separatists in Nagorno-Karabakh.")  # fmt: skip
     assert choose(new, 2, T0 + timedelta(hours=1), [stored], WINDOW) == 1
@@ -197,10 +197,11 @@ def test_a_rewrite_by_another_outlet_joins() -> None:
 
 
 def test_the_next_days_development_is_a_new_story() -> None:
-    stored = member(1, 1, "Azerbaijan launches military offensive in Nagorno-Karabakh",
-                    "Azerbaijan has launched an offensive against Armenian separatists in Nagorno-Karabakh.")  # fmt: skip
-    new = sketch("Azerbaijan halts Karabakh operation as separatists lay down arms",
-                 "Armenian separatists in Nagorno-Karabakh agreed to disarm under a ceasefire brokered by Russia.")  # fmt: skip
+    stored = member(1, 1, "Azerbaijan launches military offensive in Nagorno-Karabakh", LAUNCH)
+    new = sketch(
+        "Azerbaijan halts Karabakh operation as separatists lay down arms",
+        "Armenian separatists in Nagorno-Karabakh agreed to disarm under a ceasefire brokered by Russia.",
+    )
     assert choose(new, 2, T0 + timedelta(hours=26), [stored], WINDOW) is None
 
 
@@ -214,11 +215,14 @@ def test_templated_titles_with_other_names_are_other_stories() -> None:
 
 def test_a_story_joins_only_if_every_outlet_in_it_agrees() -> None:
     """Chaining: an item that resembles only the latest turn of a story is not folded into it."""
-    launch = member(1, 1, "Azerbaijan launches military offensive in Nagorno-Karabakh",
-                    "Azerbaijan has launched an offensive against Armenian separatists in Nagorno-Karabakh.")  # fmt: skip
-    toll = member(1, 2, "Azerbaijan offensive in Nagorno-Karabakh: death toll rises to 200",
-                  "The death toll from Azerbaijan's offensive against separatists in Nagorno-Karabakh rose to 200.",
-                  T0 + timedelta(hours=20))  # fmt: skip
+    launch = member(1, 1, "Azerbaijan launches military offensive in Nagorno-Karabakh", LAUNCH)
+    toll = member(
+        1,
+        2,
+        "Azerbaijan offensive in Nagorno-Karabakh: death toll rises to 200",
+        "The death toll from Azerbaijan's offensive against separatists in Nagorno-Karabakh rose to 200.",
+        T0 + timedelta(hours=20),
+    )
     new = sketch("Nagorno-Karabakh death toll rises to 200, separatists say",
                  "The death toll in Nagorno-Karabakh rose to 200, separatist officials said.")  # fmt: skip
     assert choose(new, 3, T0 + timedelta(hours=21), [toll], WINDOW) == 1

@@ -32,15 +32,15 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import CORPUS, CorpusItem, load  # noqa: E402
+from corpus import CORPUS, CorpusItem, load
 
-from monitor.config import FeedSpec  # noqa: E402
-from monitor.pipeline.normalize import normalize  # noqa: E402
-from monitor.pipeline.stories import StoryPolicy  # noqa: E402
-from monitor.records import Entry, NewItem, PollOutcome, RuleMatch  # noqa: E402
-from monitor.store.engine import open_engine, upgrade  # noqa: E402
-from monitor.store.repo import Store  # noqa: E402
-from monitor.store.tables import FEED, ITEM  # noqa: E402
+from monitor.config import FeedSpec
+from monitor.pipeline.normalize import normalize
+from monitor.pipeline.stories import StoryPolicy
+from monitor.records import Entry, NewItem, PollOutcome, RuleMatch
+from monitor.store.engine import open_engine, upgrade
+from monitor.store.repo import Store
+from monitor.store.tables import FEED, ITEM
 
 HERE = Path(__file__).resolve().parent
 FIRES = (RuleMatch("any", "normal", ()),)
@@ -109,7 +109,9 @@ def main() -> None:
     first_of_predicted: dict[int, CorpusItem] = {}
     for item in items:
         first_of_predicted.setdefault(predicted[item.link], item)
-    missed = [members[0] for members in by_gold.values() if first_of_predicted[predicted[members[0].link]] is not members[0]]
+    missed = [
+        members[0] for members in by_gold.values() if first_of_predicted[predicted[members[0].link]] is not members[0]
+    ]
     later = [(members[0], item) for members in by_gold.values() for item in members[1:]]
     joined = [(first, item) for first, item in later if predicted[item.link] == predicted[first.link]]
     extra = sum(1 for first, item in later if first_of_predicted[predicted[item.link]] is item)

@@ -184,9 +184,11 @@ def sketch(title: str, summary: str, content: str = "") -> Sketch:
                   _proper(title, lede))  # fmt: skip
 
 
+@lru_cache(maxsize=50_000)
 def decode(text: str) -> Sketch:
-    """A sketch back from `Sketch.encode`."""
-    title_part, body, names, proper = (text.split(" | ") + ["", "", ""])[:4]
+    """A sketch back from `Sketch.encode` (remembered: the items of a busy story are compared again and
+    again)."""
+    title_part, body, names, proper = [*text.split(" | "), "", "", ""][:4]
     title = title_part.split()
     weights = {w: 2 * weight(w) for w in title}
     for word in body.split():
