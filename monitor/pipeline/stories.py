@@ -6,8 +6,8 @@ title and lede, each weighted by its rarity in general language (wordfreq's freq
 languages the desk reads: "the" weighs nothing, "said" little, "Stepanakert" or "surrender" a lot). Two
 items are judged one story when
 
-- they come from different feeds (an outlet running a second item on a subject runs a new development;
-  its own re-posts are caught by the exact URL and content layers),
+- they come from different feeds (an outlet running a second item on a subject runs a new development), or
+  one feed re-posted a near-copy (similarity ≥ 0.9) within 12 hours,
 - they were published close enough: the bar rises with the time between them and nothing joins beyond the
   window,
 - they share at least two informative words (never a single name or place: two events in one city are two
@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from monitor.pipeline.fold import fold_words, is_nospace
 
@@ -49,6 +50,9 @@ _UNLISTED_ZIPF = 2.0
 
 # (hours apart at most, cosine needed): the bar rises with the time between two items.
 BARS: tuple[tuple[float, float], ...] = ((6.0, 0.50), (24.0, 0.56), (48.0, 0.70), (float("inf"), 0.80))
+SAME_FEED_BAR = 0.90
+SAME_FEED_EVENT_BAR = 0.50
+SAME_FEED_APART = timedelta(hours=12)
 TEMPLATE_BAR = 0.80
 """Two titles filling one template with different names join only as near-copies."""
 
@@ -68,28 +72,33 @@ DEFAULT_POLICY = StoryPolicy()
 class Sketch:
     """The words of an item's title and lede that decide its story, with their weights."""
 
-    weights: dict[str, float]
-    """Word → weight, title words counted once more."""
+    base: dict[str, float]
+    """Word (stemmed) → how informative it is on its own (`weight`)."""
     title: frozenset[str]
     names: frozenset[str]
     """Title words that read as names: capitalised inside a headline that is not in Title Case."""
-    norm: float
-    proper: frozenset[str] = frozenset()
+    proper: frozenset[str]
     """Every word that reads as a name (capitalised mid-sentence in the title or lede): who and where, which
     `event_similarity` leaves out."""
+    weights: dict[str, float] = field(init=False, compare=False)
+    """Word → weight in the comparison: title words count twice."""
+    norm: float = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        weights = {w: 2 * v if w in self.title else v for w, v in self.base.items()}
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "norm", math.sqrt(sum(v * v for v in weights.values())))
 
     def index_keys(self) -> list[str]:
         """The item's most informative words: how stories that may share its event are found."""
-        ranked = sorted((w for w, weight in self.weights.items() if weight >= KEY_WEIGHT),
-                        key=lambda w: (-self.weights[w], w))  # fmt: skip
+        ranked = sorted((w for w, v in self.base.items() if v >= KEY_WEIGHT), key=lambda w: (-self.base[w], w))
         return ranked[:MAX_KEYS]
 
     def encode(self) -> str:
-        """A compact form for the database: the words, title words first, then the rest."""
-        rest = [w for w in self.weights if w not in self.title]
-        return " | ".join(
-            (" ".join(sorted(self.title)), " ".join(rest), " ".join(sorted(self.names)), " ".join(sorted(self.proper)))
-        )
+        """A compact form for the database: `word:weight` for title words, then the rest, then the names."""
+        title = " ".join(f"{w}:{self.base[w]:.1f}" for w in sorted(self.title) if w in self.base)
+        rest = " ".join(f"{w}:{v:.1f}" for w, v in self.base.items() if w not in self.title)
+        return " | ".join((title, rest, " ".join(sorted(self.names)), " ".join(sorted(self.proper))))
 
 
 @dataclass(frozen=True)
@@ -172,16 +181,14 @@ def _proper(title: str, lede: str) -> frozenset[str]:
 def sketch(title: str, summary: str, content: str = "") -> Sketch:
     """The sketch of an item's title and lede (plain text, as normalised)."""
     lede = (summary or content)[:LEDE_CHARS]
-    title_words = _words(fold_words(title))
-    weights: dict[str, float] = {}
-    for word in title_words:
-        weights[word] = 2 * weight(word)
-    for word in _words(fold_words(lede)):
-        if word not in weights:
-            weights[word] = weight(word)
-    weights = {w: v for w, v in weights.items() if v > 0}
-    return Sketch(weights, frozenset(title_words), _names(title), math.sqrt(sum(v * v for v in weights.values())),
-                  _proper(title, lede))  # fmt: skip
+    title_words = _stemmed(_words(fold_words(title)))
+    base: dict[str, float] = {}
+    for stem, word in [*title_words, *_stemmed(_words(fold_words(lede)))]:
+        base[stem] = max(base.get(stem, 0.0), round(weight(word), 1))
+    base = {w: v for w, v in base.items() if v > 0}
+    proper = frozenset(stem for stem, _ in _stemmed(sorted(_proper(title, lede))))
+    names = frozenset(stem for stem, _ in _stemmed(sorted(_names(title))))
+    return Sketch(base, frozenset(stem for stem, _ in title_words), names, proper)
 
 
 @lru_cache(maxsize=50_000)
@@ -189,13 +196,29 @@ def decode(text: str) -> Sketch:
     """A sketch back from `Sketch.encode` (remembered: the items of a busy story are compared again and
     again)."""
     title_part, body, names, proper = [*text.split(" | "), "", "", ""][:4]
-    title = title_part.split()
-    weights = {w: 2 * weight(w) for w in title}
-    for word in body.split():
-        weights.setdefault(word, weight(word))
-    weights = {w: v for w, v in weights.items() if v > 0}
-    return Sketch(weights, frozenset(title), frozenset(names.split()),
-                  math.sqrt(sum(v * v for v in weights.values())), frozenset(proper.split()))  # fmt: skip
+    base: dict[str, float] = {}
+    title: set[str] = set()
+    for part, in_title in ((title_part, True), (body, False)):
+        for pair in part.split():
+            word, _, value = pair.rpartition(":")
+            base[word] = float(value)
+            if in_title:
+                title.add(word)
+    return Sketch(base, frozenset(title), frozenset(names.split()), frozenset(proper.split()))
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer  # PyStemmer: Snowball's English stemmer in C
+
+    return Stemmer.Stemmer("english")
+
+
+def _stemmed(words: Iterable[str]) -> list[tuple[str, str]]:
+    """(stem, word) for each word: English inflections folded (`launches`, `launched` → `launch`), other
+    scripts and short words as they are."""
+    stem = _stemmer().stemWord
+    return [(stem(w) if len(w) > 3 and w.isascii() and w.isalpha() else w, w) for w in words]
 
 
 def similarity(a: Sketch, b: Sketch) -> float:
@@ -216,14 +239,14 @@ EVENT_BAR = 0.25
 def event_similarity(a: Sketch, b: Sketch) -> float:
     """Weighted cosine over the words that are not names: what happened, not to whom or where."""
     names = a.proper | b.proper
-    left = {w: v for w, v in a.weights.items() if weight(w) <= NAME_WEIGHT and w not in names}
-    right = {w: v for w, v in b.weights.items() if weight(w) <= NAME_WEIGHT and w not in names}
+    left = {w: v for w, v in a.weights.items() if a.base[w] <= NAME_WEIGHT and w not in names}
+    right = {w: v for w, v in b.weights.items() if b.base[w] <= NAME_WEIGHT and w not in names}
     norm = math.sqrt(sum(v * v for v in left.values())) * math.sqrt(sum(v * v for v in right.values()))
     return sum(v * right[w] for w, v in left.items() if w in right) / norm if norm else 0.0
 
 
 def _informative_shared(a: Sketch, b: Sketch) -> int:
-    return sum(1 for w in a.weights if w in b.weights and weight(w) >= INFORMATIVE)
+    return sum(1 for w, v in a.base.items() if w in b.base and min(v, b.base[w]) >= INFORMATIVE)
 
 
 def _templated(a: Sketch, b: Sketch) -> bool:
@@ -239,8 +262,10 @@ def bar(apart: timedelta) -> float:
 def score(new: Sketch, feed_id: int, published: datetime, member: Member, window: timedelta) -> float | None:
     """How far above its bar the pair stands (None: it may not join at all)."""
     apart = published - member.published
-    if member.feed_id == feed_id or abs(apart) > window:
+    if abs(apart) > window:
         return None
+    if member.feed_id == feed_id:
+        return _near_copy(new, member.sketch, abs(apart))
     if _informative_shared(new, member.sketch) < 2:
         return None
     needed = bar(apart)
@@ -252,14 +277,23 @@ def score(new: Sketch, feed_id: int, published: datetime, member: Member, window
     return margin
 
 
+def _near_copy(new: Sketch, old: Sketch, apart: timedelta) -> float | None:
+    """Within one feed only a near-copy joins (the outlet re-posted its article under a new link), and only
+    within `SAME_FEED_APART`: a daily column repeating its title is a new story each day."""
+    if apart > SAME_FEED_APART or _templated(new, old):
+        return None
+    margin = similarity(new, old) - SAME_FEED_BAR
+    return margin if margin >= 0 and event_similarity(new, old) >= SAME_FEED_EVENT_BAR else None
+
+
 def choose(new: Sketch, feed_id: int, published: datetime, members: Iterable[Member],
            window: timedelta) -> int | None:  # fmt: skip
-    """The story the new item joins, if any: one all of whose items from other feeds within the window it
-    clears the bar with, the one it clears by most. Every member must agree, not just the closest: a story
-    grows one development at a time, and an item that resembles only its latest turn is a new development."""
+    """The story the new item joins, if any: one all of whose items within the window it clears the bar with,
+    the one it clears by most. Every member must agree, not just the closest: a story grows one development
+    at a time, and an item that resembles only its latest turn is a new development."""
     margins: dict[int, float | None] = {}
     for member in members:
-        if member.feed_id == feed_id or abs(published - member.published) > window:
+        if abs(published - member.published) > window:
             continue
         margin = score(new, feed_id, published, member, window)
         if member.story_id not in margins:
