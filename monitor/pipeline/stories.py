@@ -113,20 +113,30 @@ class Member:
 
 
 @lru_cache(maxsize=1)
-def _zipf_table() -> dict[str, float]:
-    """Folded word → its highest Zipf frequency (log10 per billion words) across `LANGUAGES`. Loaded once, on
-    the first story question; words rarer than ~1 per million are left out (they weigh the most anyway)."""
-    import wordfreq  # heavy (~20 MB of lists): only a process that clusters loads it
+def _zipf_table() -> dict[str, int]:
+    """Folded word → ten times its highest Zipf frequency (log10 per billion words) across `LANGUAGES`.
+    Loaded once, on the first story question (~0.5 s). Words rarer than 1 per million in English, 1 per
+    100,000 in the other languages, are left out: they weigh the most anyway, and a table of every listed
+    word of eleven languages took 40 MB. wordfreq's own copies of its lists are let go once read."""
+    import wordfreq  # ~20 MB of lists: only a process that clusters loads it
 
-    table: dict[str, float] = {}
-    for language in LANGUAGES:
-        for word, frequency in wordfreq.get_frequency_dict(language, "small").items():
-            if frequency < 1e-6:
-                continue
-            zipf = round(math.log10(frequency) + 9, 1)
-            for part in fold_words(word).split():
-                if table.get(part, 0.0) < zipf:
-                    table[part] = zipf
+    table: dict[str, int] = {}
+    try:
+        for language in LANGUAGES:
+            # Bucket i holds the words of frequency 10^(-i/100): Zipf 9 - i/100, kept in tenths (small ints
+            # are shared objects: no memory per entry).
+            floor = 30 if language == "en" else 40
+            for bucket, words in enumerate(wordfreq.get_frequency_list(language, "small")):
+                zipf_tenths = 90 - bucket // 10
+                if zipf_tenths < floor:
+                    break
+                for word in words:
+                    for part in fold_words(word).split():
+                        if table.get(part, 0) < zipf_tenths:
+                            table[part] = zipf_tenths
+            wordfreq.get_frequency_list.cache_clear()  # one language's list in memory at a time
+    finally:
+        wordfreq.get_frequency_list.cache_clear()
     return table
 
 
@@ -134,7 +144,7 @@ def weight(word: str) -> float:
     """How much sharing `word` says: 0 for the commonest words, up to 5 for names and rare words."""
     if word.isdigit():
         return 0.5 if len(word) == 4 else 1.0  # years and counts say little on their own
-    zipf = _zipf_table().get(word, _UNLISTED_ZIPF)
+    zipf = _zipf_table().get(word, _UNLISTED_ZIPF * 10) / 10
     return max(0.0, min(_MAX_WEIGHT, _ZIPF_TOP - zipf - 0.5))
 
 
@@ -142,13 +152,13 @@ def _words(folded: str) -> list[str]:
     """Words of folded text; runs of single characters of a script without spaces become bigrams."""
     parts = folded.split()
     if not any(len(p) == 1 and is_nospace(p) for p in parts):
-        return [p for p in parts if len(p) > 1]
+        return [p for p in parts if len(p) > 1 or p.isdigit()]
     words: list[str] = []
     for index, part in enumerate(parts):
         if len(part) == 1 and is_nospace(part):
             if index + 1 < len(parts) and len(parts[index + 1]) == 1 and is_nospace(parts[index + 1]):
                 words.append(part + parts[index + 1])
-        elif len(part) > 1:
+        elif len(part) > 1 or part.isdigit():
             words.append(part)
     return words
 
@@ -277,11 +287,15 @@ def score(new: Sketch, feed_id: int, published: datetime, member: Member, window
     return margin
 
 
+def _numbers(sketch: Sketch) -> frozenset[str]:
+    return frozenset(w for w in sketch.title if any(c.isdigit() for c in w))
+
+
 def _near_copy(new: Sketch, old: Sketch, apart: timedelta) -> float | None:
     """Within one feed only a near-copy joins (the outlet re-posted its article under a new link), and only
     within `SAME_FEED_APART`: a daily column repeating its title is a new story each day."""
-    if apart > SAME_FEED_APART or _templated(new, old):
-        return None
+    if apart > SAME_FEED_APART or _templated(new, old) or _numbers(new) != _numbers(old):
+        return None  # "story 1" and "story 2", "toll rises to 200" and "to 250": other items of the feed
     margin = similarity(new, old) - SAME_FEED_BAR
     return margin if margin >= 0 and event_similarity(new, old) >= SAME_FEED_EVENT_BAR else None
 
