@@ -84,6 +84,7 @@ async def poll_feed(fetcher: FetchLike, job: Job, read: Read, now: Callable[[], 
         feed_id=task.feed_id, status="ok", http_status=result.http_status, new_items=fresh,
         feed_title=got.title, etag=result.etag, last_modified=result.last_modified,
         body_hash=got.body_hash, permanent_url=result.permanent_url, warnings=got.warnings, entries=got.entries,
+        first_poll=task.first_poll,
     )  # fmt: skip
 
 

@@ -198,6 +198,8 @@ class PollOutcome:
     warnings: tuple[str, ...] = ()
     entries: int = 0
     """How many entries the feed's body held (0 when it was not read)."""
+    first_poll: bool = False
+    """The feed's first successful poll: every entry is new, and none can be a storm of old ones."""
 
 
 @dataclass(frozen=True)

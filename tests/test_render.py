@@ -466,3 +466,13 @@ def test_digest_escapes_feed_text(fmt: Format) -> None:
     if fmt == "markdown":
         assert not set(unescaped(body.rsplit(" <https://", 1)[0]).replace("**", "")[len("[high]") :]) & set("[]<>")
     assert "Story <script>alert(1)</script> <!channel> [x](http://evil.example)" in visible(body, fmt)
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_an_update_and_a_spread_say_what_changed_before_the_headline(fmt: Format) -> None:
+    update = render_alert(alert(kind="update", note="now urgent", priority="urgent"), fmt, ZoneInfo("UTC"))
+    assert update.title.startswith("[URGENT] update: now urgent: ")
+    spread = render_alert(alert(kind="spread", note="now in 3 outlets"), fmt, ZoneInfo("UTC"))
+    assert "now in 3 outlets: " in spread.title and all(name in spread.title for name in alert().also)
+    digest = render_digest([alert(kind="update", note="now urgent")], fmt, ZoneInfo("UTC"), "digest")
+    assert "update: now urgent: " in digest.body

@@ -144,6 +144,8 @@ def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, head
     lines = []
     for alert in ranked[:DIGEST_MAX]:
         headline = highlight(alert.title, alert.hits, "title", fmt)
+        if alert.kind != "first" and alert.note:
+            headline = _escape(f"{'update: ' if alert.kind == 'update' else ''}{alert.note}: ", fmt) + headline
         parts = [f"[{alert.priority}]", headline, f"({_escape(alert.outlet, fmt)}, {_when(alert.detected, zone)})"]
         link = _link(alert.link, fmt)
         if link:

@@ -15,6 +15,7 @@ whose row went in writes its deliveries. What a story has alerted for lives on t
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,12 +54,16 @@ def _best(priorities: Sequence[Priority]) -> Priority:
     return min(priorities, key=PRIORITIES.index)
 
 
-def alerts(session: Session, joined: Sequence[Joined], now: datetime, route: Router, spread: int | None,
-           counts: dict[int, list[int]]) -> list[dict[str, Any]]:  # fmt: skip
-    """Insert the alerts the batch's items make; return the deliveries of those that went in."""
+def alerts(session: Session, joined: Sequence[Joined], made: set[int], now: datetime, route: Router,
+           spread: int | None, counts: dict[int, list[int]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Insert the alerts the batch's items make (`made`: the stories the batch began); return the deliveries
+    of those that went in."""
     alerting = [j for j in joined if j.new.matches and not j.new.silent]
-    touched = sorted({j.story_id for j in joined})
-    if not alerting and spread is None:
+    # Only a story that grew can have spread: one the batch joined, or began with several items.
+    per_story = Counter(j.story_id for j in joined)
+    grew = {s for s, n in per_story.items() if s not in made or n > 1} if spread is not None else set()
+    touched = sorted({j.story_id for j in alerting} | grew)
+    if not touched:
         return []
     states = _states(session, touched)
     rows: list[dict[str, Any]] = []
@@ -86,7 +91,7 @@ def alerts(session: Session, joined: Sequence[Joined], now: datetime, route: Rou
         routes.append((item.feed_id, list(item.new.matches)))
     if spread is not None:
         last = {j.story_id: j for j in joined}  # the item that brought each story to where it is
-        for story_id, outlets in _outlets(session, [s for s in touched if states[s].priority is not None]).items():
+        for story_id, outlets in _outlets(session, [s for s in sorted(grew) if states[s].priority is not None]).items():
             state = states[story_id]
             if outlets >= spread and state.priority is not None:
                 rows.append(_row(last[story_id], "spread", str(spread), f"now in {outlets} outlets", state, now))
@@ -98,13 +103,12 @@ def alerts(session: Session, joined: Sequence[Joined], now: datetime, route: Rou
         .on_conflict_do_nothing(index_elements=["story_id", "kind", "reason"])
         .returning(ALERT.c.id, ALERT.c.story_id, ALERT.c.kind, ALERT.c.reason)
     )
-    made = {(int(s), str(k), str(r)): int(a) for a, s, k, r in many(session, statement, rows)}
+    inserted = {(int(s), str(k), str(r)): int(a) for a, s, k, r in many(session, statement, rows)}
     deliveries: list[dict[str, Any]] = []
     for row, (feed_id, matches) in zip(rows, routes, strict=True):
-        alert_id = made.get((row["story_id"], row["kind"], row["reason"]))
+        alert_id = inserted.pop((row["story_id"], row["kind"], row["reason"]), None)
         if alert_id is None:
             continue  # announced already, by this batch or another instance
-        made.pop((row["story_id"], row["kind"], row["reason"]))
         counts.setdefault(feed_id, [0, 0, 0])[1] += 1
         for channel, target, due in route(matches):
             deliveries.append(

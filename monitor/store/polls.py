@@ -197,7 +197,7 @@ def _store_items(session: Session, outcomes: Sequence[PollOutcome], now: datetim
             matches.append({"item_id": item_id, "rule": match.rule, "priority": match.priority, "hits": hits})
         joined.append(alerting.Joined(f.feed_id, item_id, story, f.new))
     insert_rows(session, insert(MATCH), matches)
-    deliveries = alerting.alerts(session, joined, now, route, policy.spread_alert, counts)
+    deliveries = alerting.alerts(session, joined, assigned.made, now, route, policy.spread_alert, counts)
     insert_rows(session, insert(DELIVERY), deliveries)
     return {feed_id: StoredPoll(new, made, sent) for feed_id, (new, made, sent) in counts.items()}
 
@@ -214,7 +214,7 @@ def _brake(session: Session, outcomes: list[PollOutcome], now: datetime) -> tupl
     result: list[PollOutcome] = []
     for outcome in outcomes:
         fresh = outcome.new_items
-        if outcome.entries < STORM_FEED or len(fresh) <= STORM_SHARE * outcome.entries:
+        if outcome.first_poll or outcome.entries < STORM_FEED or len(fresh) <= STORM_SHARE * outcome.entries:
             result.append(outcome)
             continue
         titles = sorted({n.item.title for n in fresh})

@@ -17,7 +17,7 @@ the window.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -188,10 +188,13 @@ def _members(session: Session, clustered: Sequence[Fresh], lo: datetime, hi: dat
             .where(ITEM.c.story_id.in_(ordered[start : start + CHUNK]), ITEM.c.sketch.is_not(None))
             .where(at >= lo, at <= hi)
             .order_by(ITEM.c.id.desc())
-            .limit(PER_STORY * CHUNK)
         )
         found: Any = connection.execute(query)
+        taken: Counter[int] = Counter()
         for item_id, story, feed_id, published, seen, text in found:
+            taken[story] += 1
+            if taken[story] > PER_STORY:
+                continue  # a story's newest items speak for it
             member = Member(int(story), int(feed_id), published or seen, decode(text))
             members.append((member, shared.get(int(item_id), set())))
     return members
