@@ -259,3 +259,18 @@ def test_missing_config_dir_is_a_user_error(tmp_path: object) -> None:
     result = cli("check", "--config-dir", f"{tmp_path}/nope")
     assert result.code == 1
     assert "config directory not found" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("stories", "message"),
+    [
+        ('window = "30m"', "keywords.toml:3: stories.window: 30m is outside 1h..30d"),
+        ("spread_alert = 1", "keywords.toml:3: stories.spread_alert: Input should be greater than or equal to 2"),
+        ("spread = 5", "keywords.toml:3: unknown key 'stories.spread'"),
+    ],
+)
+def test_stories_settings_are_checked(write_config: WriteConfig, stories: str, message: str) -> None:
+    schema, rest = MINIMAL_KEYWORDS.split("\n", 1)
+    directory = write_config(f"{schema}\n[stories]\n{stories}\n{rest}")
+    [line] = check_errors(directory)
+    assert message in line, line

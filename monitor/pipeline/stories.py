@@ -12,9 +12,9 @@ items are judged one story when
   window,
 - they share at least two informative words (never a single name or place: two events in one city are two
   stories) and the weighted cosine of their words clears the bar,
-- and their titles do not fill one template with different names ("England v Chile ... how to watch" and
-  "England v Samoa ... how to watch"): when both titles hold a name the other item never mentions, the
-  bar is raised to what only a near-copy reaches.
+- and their titles do not fill one template with different names or numbers ("England v Chile ... how to
+  watch" and "England v Samoa ... how to watch"): when both titles hold a name or number the other item
+  never mentions, they are two stories.
 
 A false join is worse than a missed one (it swallows a development the desk never hears of), so the bars
 are set for precision; `bench/stories/evaluate.py` measures both on hand-labelled real coverage.
@@ -53,8 +53,6 @@ BARS: tuple[tuple[float, float], ...] = ((6.0, 0.50), (24.0, 0.56), (48.0, 0.70)
 SAME_FEED_BAR = 0.90
 SAME_FEED_EVENT_BAR = 0.50
 SAME_FEED_APART = timedelta(hours=12)
-TEMPLATE_BAR = 0.80
-"""Two titles filling one template with different names join only as near-copies."""
 
 
 @dataclass(frozen=True)
@@ -83,16 +81,27 @@ class Sketch:
     weights: dict[str, float] = field(init=False, compare=False)
     """Word → weight in the comparison: title words count twice."""
     norm: float = field(init=False, compare=False)
+    keys: tuple[str, ...] = field(init=False, compare=False)
+    """The item's most informative words: how stories that may share its event are found."""
+    event: dict[str, float] = field(init=False, compare=False)
+    """The weights of the words that are not names (`event_similarity`)."""
+    event_norm2: float = field(init=False, compare=False)
+    numbers: frozenset[str] = field(init=False, compare=False)
+    """Title words with a digit: "200" in "toll rises to 200"."""
 
     def __post_init__(self) -> None:
         weights = {w: 2 * v if w in self.title else v for w, v in self.base.items()}
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "norm", math.sqrt(sum(v * v for v in weights.values())))
-
-    def index_keys(self) -> list[str]:
-        """The item's most informative words: how stories that may share its event are found."""
         ranked = sorted((w for w, v in self.base.items() if v >= KEY_WEIGHT), key=lambda w: (-self.base[w], w))
-        return ranked[:MAX_KEYS]
+        object.__setattr__(self, "keys", tuple(ranked[:MAX_KEYS]))
+        event = {w: v for w, v in weights.items() if self.base[w] <= NAME_WEIGHT and w not in self.proper}
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "event_norm2", sum(v * v for v in event.values()))
+        object.__setattr__(self, "numbers", frozenset(w for w in self.title if any(c.isdigit() for c in w)))
+
+    def index_keys(self) -> tuple[str, ...]:
+        return self.keys
 
     def encode(self) -> str:
         """A compact form for the database: `word:weight` for title words, then the rest, then the names."""
@@ -115,9 +124,10 @@ class Member:
 @lru_cache(maxsize=1)
 def _zipf_table() -> dict[str, int]:
     """Folded word → ten times its highest Zipf frequency (log10 per billion words) across `LANGUAGES`.
-    Loaded once, on the first story question (~0.5 s). Words rarer than 1 per million in English, 1 per
-    100,000 in the other languages, are left out: they weigh the most anyway, and a table of every listed
-    word of eleven languages took 40 MB. wordfreq's own copies of its lists are let go once read."""
+    Loaded once, on the first story question (~0.4 s, ~20 MB). Words rarer than 1 per million in English,
+    and 1 per 30,000 in the other languages (their common words: articles, prepositions, verbs of saying),
+    are left out: they weigh the most anyway, and a table of every listed word of eleven languages took
+    40 MB. wordfreq's own copies of its lists are let go once read."""
     import wordfreq  # ~20 MB of lists: only a process that clusters loads it
 
     table: dict[str, int] = {}
@@ -125,7 +135,7 @@ def _zipf_table() -> dict[str, int]:
         for language in LANGUAGES:
             # Bucket i holds the words of frequency 10^(-i/100): Zipf 9 - i/100, kept in tenths (small ints
             # are shared objects: no memory per entry).
-            floor = 30 if language == "en" else 40
+            floor = 30 if language == "en" else 45
             for bucket, words in enumerate(wordfreq.get_frequency_list(language, "small")):
                 zipf_tenths = 90 - bucket // 10
                 if zipf_tenths < floor:
@@ -142,10 +152,19 @@ def _zipf_table() -> dict[str, int]:
 
 def weight(word: str) -> float:
     """How much sharing `word` says: 0 for the commonest words, up to 5 for names and rare words."""
-    if word.isdigit():
-        return 0.5 if len(word) == 4 else 1.0  # years and counts say little on their own
-    zipf = _zipf_table().get(word, _UNLISTED_ZIPF * 10) / 10
-    return max(0.0, min(_MAX_WEIGHT, _ZIPF_TOP - zipf - 0.5))
+    known = _WEIGHTS.get(word)
+    if known is None:
+        if word.isdigit():
+            known = 0.5 if len(word) == 4 else 1.0  # years and counts say little on their own
+        else:
+            zipf = _zipf_table().get(word, _UNLISTED_ZIPF * 10) / 10
+            known = max(0.0, min(_MAX_WEIGHT, _ZIPF_TOP - zipf - 0.5))
+        if len(_WEIGHTS) < 200_000:  # bounded: a stream of rare words must not grow it for ever
+            _WEIGHTS[word] = known
+    return known
+
+
+_WEIGHTS: dict[str, float] = {}
 
 
 def _words(folded: str) -> list[str]:
@@ -201,7 +220,7 @@ def sketch(title: str, summary: str, content: str = "") -> Sketch:
     return Sketch(base, frozenset(stem for stem, _ in title_words), names, proper)
 
 
-@lru_cache(maxsize=50_000)
+@lru_cache(maxsize=4096)
 def decode(text: str) -> Sketch:
     """A sketch back from `Sketch.encode` (remembered: the items of a busy story are compared again and
     again)."""
@@ -248,11 +267,16 @@ EVENT_BAR = 0.25
 
 def event_similarity(a: Sketch, b: Sketch) -> float:
     """Weighted cosine over the words that are not names: what happened, not to whom or where."""
-    names = a.proper | b.proper
-    left = {w: v for w, v in a.weights.items() if a.base[w] <= NAME_WEIGHT and w not in names}
-    right = {w: v for w, v in b.weights.items() if b.base[w] <= NAME_WEIGHT and w not in names}
-    norm = math.sqrt(sum(v * v for v in left.values())) * math.sqrt(sum(v * v for v in right.values()))
-    return sum(v * right[w] for w, v in left.items() if w in right) / norm if norm else 0.0
+    # Each side's words less the names of either side; the norms are corrected for the other's names only.
+    left, right = a.event, b.event
+    left2 = a.event_norm2 - sum(left[w] ** 2 for w in b.proper if w in left)
+    right2 = b.event_norm2 - sum(right[w] ** 2 for w in a.proper if w in right)
+    if left2 <= 1e-12 or right2 <= 1e-12:
+        return 0.0
+    if len(left) > len(right):
+        left, right = right, left
+    dot = sum(v * right[w] for w, v in left.items() if w in right and w not in a.proper and w not in b.proper)
+    return dot / math.sqrt(left2 * right2)
 
 
 def _informative_shared(a: Sketch, b: Sketch) -> int:
@@ -260,8 +284,9 @@ def _informative_shared(a: Sketch, b: Sketch) -> int:
 
 
 def _templated(a: Sketch, b: Sketch) -> bool:
-    """Both titles name someone or something the other item never mentions."""
-    return bool(a.names - b.weights.keys()) and bool(b.names - a.weights.keys())
+    """Both titles name someone or something (or give a number) the other item never mentions: one template
+    filled twice ("England v Chile ... how to watch", "England v Samoa ..."), two stories."""
+    return bool((a.names | _numbers(a)) - b.weights.keys()) and bool((b.names | _numbers(b)) - a.weights.keys())
 
 
 def bar(apart: timedelta) -> float:
@@ -276,19 +301,15 @@ def score(new: Sketch, feed_id: int, published: datetime, member: Member, window
         return None
     if member.feed_id == feed_id:
         return _near_copy(new, member.sketch, abs(apart))
-    if _informative_shared(new, member.sketch) < 2:
+    # Cheapest test first: most pairs fail the similarity bar.
+    margin = similarity(new, member.sketch) - bar(apart)
+    if margin < 0 or _templated(new, member.sketch) or _informative_shared(new, member.sketch) < 2:
         return None
-    needed = bar(apart)
-    if _templated(new, member.sketch):
-        needed = max(needed, TEMPLATE_BAR)
-    margin = similarity(new, member.sketch) - needed
-    if margin < 0 or event_similarity(new, member.sketch) < EVENT_BAR:
-        return None
-    return margin
+    return margin if event_similarity(new, member.sketch) >= EVENT_BAR else None
 
 
 def _numbers(sketch: Sketch) -> frozenset[str]:
-    return frozenset(w for w in sketch.title if any(c.isdigit() for c in w))
+    return sketch.numbers
 
 
 def _near_copy(new: Sketch, old: Sketch, apart: timedelta) -> float | None:
@@ -305,15 +326,19 @@ def choose(new: Sketch, feed_id: int, published: datetime, members: Iterable[Mem
     """The story the new item joins, if any: one all of whose items within the window it clears the bar with,
     the one it clears by most. Every member must agree, not just the closest: a story grows one development
     at a time, and an item that resembles only its latest turn is a new development."""
-    margins: dict[int, float | None] = {}
+    stories: dict[int, list[Member]] = {}
     for member in members:
-        if abs(published - member.published) > window:
-            continue
-        margin = score(new, feed_id, published, member, window)
-        if member.story_id not in margins:
-            margins[member.story_id] = margin
+        if abs(published - member.published) <= window:
+            stories.setdefault(member.story_id, []).append(member)
+    best: tuple[float, int] | None = None
+    for story, group in stories.items():
+        lowest: float | None = None
+        for member in group:
+            margin = score(new, feed_id, published, member, window)
+            if margin is None:
+                break
+            lowest = margin if lowest is None else min(lowest, margin)
         else:
-            before = margins[member.story_id]
-            margins[member.story_id] = None if before is None or margin is None else min(before, margin)
-    best = max(((m, story) for story, m in margins.items() if m is not None), default=None)
+            if lowest is not None and (best is None or lowest > best[0]):
+                best = (lowest, story)
     return None if best is None else best[1]
