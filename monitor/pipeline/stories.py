@@ -1,20 +1,23 @@
 """The story layer: does a new item report the same event as an item already stored? Pure.
 
 DESIGN.md §6, the fourth dedup layer. Outlets rewrite a wire story's headline and lede, so the question is
-asked of words, weighted by how much they say: each item is reduced to a `Sketch`, the folded words of its
-title and lede, each weighted by its rarity in general language (wordfreq's frequency lists for the
-languages the desk reads: "the" weighs nothing, "said" little, "Stepanakert" or "surrender" a lot). Two
-items are judged one story when
+asked of words, weighted by how much they say: each item is reduced to a `Sketch`, the folded and stemmed
+words of its title and lede, each weighted by its rarity in general language (wordfreq's frequency lists
+for the languages the desk reads: "the" weighs nothing, "said" little, "Stepanakert" or "surrender" a lot).
+Two items are judged one story when
 
 - they come from different feeds (an outlet running a second item on a subject runs a new development), or
-  one feed re-posted a near-copy (similarity ≥ 0.9) within 12 hours,
+  one feed re-posted a near-copy (similarity ≥ 0.9, the same numbers in the title) within 12 hours;
 - they were published close enough: the bar rises with the time between them and nothing joins beyond the
-  window,
-- they share at least two informative words (never a single name or place: two events in one city are two
-  stories) and the weighted cosine of their words clears the bar,
+  window;
+- the weighted cosine of their words clears the bar, they share at least two informative words (never a
+  single name or place: two events in one city are two stories), and the words that are not names agree
+  too (what happened, not only to whom and where);
 - and their titles do not fill one template with different names or numbers ("England v Chile ... how to
-  watch" and "England v Samoa ... how to watch"): when both titles hold a name or number the other item
-  never mentions, they are two stories.
+  watch" and "England v Samoa ... how to watch"): those are always two stories.
+
+An item joins a story only if it is one story with every item the story shows (`choose`), not just the
+nearest: a story grows one development at a time, and what resembles only its latest turn is news.
 
 A false join is worse than a missed one (it swallows a development the desk never hears of), so the bars
 are set for precision; `bench/stories/evaluate.py` measures both on hand-labelled real coverage.
@@ -220,7 +223,7 @@ def sketch(title: str, summary: str, content: str = "") -> Sketch:
     return Sketch(base, frozenset(stem for stem, _ in title_words), names, proper)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def decode(text: str) -> Sketch:
     """A sketch back from `Sketch.encode` (remembered: the items of a busy story are compared again and
     again)."""
@@ -283,10 +286,21 @@ def _informative_shared(a: Sketch, b: Sketch) -> int:
     return sum(1 for w, v in a.base.items() if w in b.base and min(v, b.base[w]) >= INFORMATIVE)
 
 
+TEMPLATE_SHARE = 0.75
+"""Two titles are one template when, their differing names and numbers aside, they share this much."""
+
+
 def _templated(a: Sketch, b: Sketch) -> bool:
-    """Both titles name someone or something (or give a number) the other item never mentions: one template
-    filled twice ("England v Chile ... how to watch", "England v Samoa ..."), two stories."""
-    return bool((a.names | _numbers(a)) - b.weights.keys()) and bool((b.names | _numbers(b)) - a.weights.keys())
+    """One template filled twice ("England v Chile ... how to watch", "England v Samoa ..."), two stories:
+    both titles name someone or something (or give a number) the other item never mentions, and the rest of
+    the two titles is nearly the same words. A rewrite that adds a name of its own is no template."""
+    left = (a.names | a.numbers) - b.weights.keys()
+    right = (b.names | b.numbers) - a.weights.keys()
+    if not left or not right:
+        return False
+    rest_a, rest_b = a.title - left, b.title - right
+    union = len(rest_a | rest_b)
+    return bool(union) and len(rest_a & rest_b) >= TEMPLATE_SHARE * union
 
 
 def bar(apart: timedelta) -> float:

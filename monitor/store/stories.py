@@ -12,7 +12,7 @@ story, but a daily roundup that repeats its title and lede (or its URL) is a new
 
 The decisions are pure (`pipeline.stories`); this module only reads what they need, a bounded amount per
 item whatever the history: the index is read per word, newest first, at most `PER_KEY` rows each, inside
-the window.
+the window, and only the `STORIES` stories sharing the most word weight with an item are compared.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def assign(session: Session, fresh: Sequence[Fresh], now: datetime, window: time
         by_print[item.new.item.fingerprint].append((item.at, item.feed_id, placeholder))
         if item.sketch is not None:  # the batch's own items are candidates for its later ones
             index.add(Member(placeholder, item.feed_id, item.at, item.sketch))
-    needed = [index for index, story in enumerate(chosen) if story is None]
+    needed = [position for position, story in enumerate(chosen) if story is None]
     made = dict(zip(needed, new_ids(session, STORY, len(needed)), strict=True))
     insert_rows(
         session,
@@ -116,7 +116,8 @@ def assign(session: Session, fresh: Sequence[Fresh], now: datetime, window: time
 
 
 class _Index:
-    """The candidate stories of a batch: by informative word, each story's newest `PER_STORY` items."""
+    """The candidate stories of a batch, by informative word: each story's first item and its newest, up to
+    `PER_STORY` items (members arrive oldest first)."""
 
     def __init__(self) -> None:
         self._stories: dict[int, list[Member]] = {}
