@@ -106,24 +106,40 @@ def test_a_new_guid_on_the_same_text_joins_its_story_the_same_day_only(store: St
 
 
 def test_two_instances_escalating_one_story_at_once_send_one_update(database: str) -> None:
+    """Each instance stores an item of the story (a KEY SHARE lock on its row) and escalates it (the story row
+    locked for update) in one transaction: they take turns, never deadlock, and announce the update once."""
     engines = [open_engine(database) for _ in range(2)]
     upgrade(engines[0])
     first, second = Store(engines[0]), Store(engines[1])
     first.sync_feeds([FeedSpec(f"https://{name}.example/rss", name, timedelta(minutes=10)) for name in "abc"], NOW)
-    store_one(first, 1, new("a1", NORMAL))
-    barrier = threading.Barrier(2)
-
-    def escalate(store: Store, feed: int, key: str) -> None:
-        barrier.wait()
-        store_one(store, feed, new(key, NORMAL, URGENT))
-
-    threads = [threading.Thread(target=escalate, args=(s, f, k)) for s, f, k in ((first, 2, "b1"), (second, 3, "c1"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors: list[BaseException] = []
     try:
-        assert [k for _, k, _, _, _ in alerts(first)] == ["first", "update"]
+        for round_ in range(8):
+            text, title = f"same-text-{round_}", f"Round {round_}: {TITLE}"  # eight stories, one per round
+            store_one(first, 1, new(f"a{round_}", NORMAL, fingerprint=text, title=title))
+            barrier = threading.Barrier(2)
+
+            def escalate(store: Store, feed: int, key: str, barrier: threading.Barrier = barrier,
+                         text: str = text, title: str = title) -> None:  # fmt: skip
+                barrier.wait()
+                try:
+                    store_one(store, feed, new(key, NORMAL, URGENT, fingerprint=text, title=title))
+                except BaseException as e:
+                    errors.append(e)
+
+            threads = [
+                threading.Thread(target=escalate, args=(s, f, f"{k}{round_}"))
+                for s, f, k in ((first, 2, "b"), (second, 3, "c"))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert errors == []
+        kinds: dict[int, list[str]] = {}
+        for story, kind, _, _, _ in alerts(first):
+            kinds.setdefault(story, []).append(kind)
+        assert list(kinds.values()) == [["first", "update"]] * 8
     finally:
         for engine in engines:
             engine.dispose()

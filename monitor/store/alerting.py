@@ -135,14 +135,15 @@ def _row(item: Joined, kind: str, reason: str, note: str, state: _State, now: da
 
 def _states(session: Session, story_ids: Sequence[int]) -> dict[int, _State]:
     """What each story has alerted for; on PostgreSQL the rows stay locked until commit, so two instances
-    escalating one story take turns."""
+    escalating one story take turns. FOR NO KEY UPDATE, in id order: the items this batch inserted hold a
+    KEY SHARE lock on their stories, which FOR UPDATE would wait on (and deadlock with) across instances."""
     states: dict[int, _State] = {}
     for start in range(0, len(story_ids), 400):
         query = select(STORY.c.id, STORY.c.rules, STORY.c.priority).where(
             STORY.c.id.in_(story_ids[start : start + 400])
         )
         if session.get_bind().dialect.name == "postgresql":
-            query = query.order_by(STORY.c.id).with_for_update()
+            query = query.order_by(STORY.c.id).with_for_update(key_share=True)
         found: Any = session.connection().execute(query)  # untyped rows
         for story_id, rules, priority in found:
             states[int(story_id)] = _State(json.loads(rules or "[]"), _priority(priority))
