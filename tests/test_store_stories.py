@@ -143,3 +143,40 @@ def test_two_instances_escalating_one_story_at_once_send_one_update(database: st
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_the_stories_migration_keeps_what_stories_alerted_for(database: str) -> None:
+    """A database of the first schema, with a story that alerted: after 0002 the story knows its rules and
+    priority, so a later urgent item escalates it (an update). Without them the item would take itself for
+    the story's first, find that alert there already, and the escalation would be lost."""
+    engine = open_engine(database)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO feed (id, config_url, url, active, created_at) VALUES (1, 'https://a.example/rss',"
+            " 'https://a.example/rss', true, '2026-12-03 08:00:00+00:00')",
+            "INSERT INTO feed (id, config_url, url, active, created_at) VALUES (2, 'https://b.example/rss',"
+            " 'https://b.example/rss', true, '2026-12-03 08:00:00+00:00')",
+            "INSERT INTO feed_state (feed_id, status, error_count, item_count, permanent_hits)"
+            " VALUES (1, 'ok', 0, 1, 0), (2, 'ok', 0, 0, 0)",
+            "INSERT INTO story (id, title, first_seen_at) VALUES (1, 'Old story', '2026-12-03 08:00:00+00:00')",
+            "INSERT INTO item (id, feed_id, key, fingerprint, story_id, title, summary, content, published_at,"
+            " seen_at, silent) VALUES (1, 1, 'a1', 'same-text', 1, 'Old story', '', '', '2026-12-03 08:00:00+00:00',"
+            " '2026-12-03 08:00:00+00:00', false)",
+            "INSERT INTO alert (id, story_id, item_id, rules, priority, created_at) VALUES (1, 1, 1, '[\"karabakh\"]',"
+            " 'normal', '2026-12-03 08:00:00+00:00')",
+        ):
+            connection.exec_driver_sql(statement)
+    if engine.dialect.name == "postgresql":  # rows given their ids by hand: move the sequences past them
+        with engine.begin() as connection:
+            for table in ("feed", "story", "item", "alert"):
+                connection.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
+    upgrade(engine)
+    store = Store(engine)
+    try:
+        store_one(store, 2, new("b1", NORMAL, URGENT, fingerprint="same-text", title="Old story", lede=""))
+        assert [(k, p) for _, k, _, _, p in alerts(store)] == [("first", "normal"), ("update", "urgent")]
+    finally:
+        engine.dispose()

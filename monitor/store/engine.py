@@ -76,8 +76,9 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every migration not yet applied (`monitor db upgrade`; `monitor run` does it on start)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply every migration not yet applied (`monitor db upgrade`; `monitor run` does it on start), up to
+    `revision` (tests of a migration stop before it)."""
     from alembic import command
     from alembic.config import Config
 
@@ -86,7 +87,7 @@ def upgrade(engine: Engine) -> None:
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     except OperationalError as e:
         raise DatabaseError(f"cannot open the database {masked(str(engine.url))}: {_reason(e)}") from e
 

@@ -3,9 +3,11 @@ deliveries of the outbox. Set-based: a batch of hundreds of polls costs a handfu
 per item, which is what lets one process keep up with thousands of feeds.
 
     outcomes ─► feed states (one UPDATE per outcome shape, run for all rows at once)
-             └► new items ─► stories: same canonical URL, else same content, else new (bulk lookups)
-                          ─► items INSERT … ON CONFLICT DO NOTHING RETURNING (the dedup of record)
-                          ─► matches; alerts INSERT … ON CONFLICT (story) DO NOTHING; deliveries
+             └► storm brake (a feed re-presenting its archive: stored silently, the operator warned)
+                └► new items ─► stories (`stories`: URL, content and story layers, within the window)
+                             ─► items INSERT … ON CONFLICT DO NOTHING (the dedup of record); story keys
+                             ─► matches; alerts by story (`alerting`: first, update, spread; ON CONFLICT
+                                DO NOTHING); deliveries
 """
 
 from __future__ import annotations
