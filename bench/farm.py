@@ -494,10 +494,13 @@ def make_article(rng: random.Random, kind: Literal["news", "conflict", "near_mis
 
 
 def probe_article(number: int, seed: int) -> Article:
-    """A distinct item that fires the watch list: its own title and text, so it is a story of its own."""
+    """A distinct item that fires the watch list: its own event (people and places no other item names) near
+    Stepanakert, so the story layer sees a story of its own, not another outlet's copy of a wire story."""
     rng = random.Random(f"probe:{seed}:{number}")
-    title = f"{rng.choice(_CONFLICT_TITLES)} (report {number:04d}, {rng.choice(_CITIES)} desk)"
-    return Article(title, _paragraphs(rng, rng.choice(_CONFLICT_SENTENCES)), "World", rng.choice(_AUTHORS))
+    who, where, what = _name(rng, 3), _name(rng, 3), _name(rng, 2)
+    title = f"{who} says {what} convoy reached {where} near Stepanakert overnight (report {number:04d})"
+    lede = f"{who}, speaking in {where}, said the {what} convoy had crossed from Goris before dawn."
+    return Article(title, _paragraphs(rng, lede), "World", rng.choice(_AUTHORS))
 
 
 # --- feeds -----------------------------------------------------------------------------------------------

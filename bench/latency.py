@@ -3,11 +3,11 @@
 Runs the real service (`monitor run`, as a subprocess) against the loopback farm (bench/farm.py), with a
 short feed interval and one `json://` channel pointing at a loopback webhook sink in this process. Once the
 first poll is done and one interval has passed, it injects `--items` distinct items that fire the watch
-list, at random times over `--window` seconds, each into a random feed, while the farm keeps up a light
-background churn (a few new ordinary items and changed bodies every 5 s). For each injected item it records
-when the farm started serving it, when monitor first fetched it, and when the sink received its alert, and
-prints p50/p95/p99/max of the whole latency and of its two parts (waiting for the next poll; poll to
-delivery), and whether p99 ≤ interval + 2 s (DESIGN.md §9).
+list (each its own story: `farm.probe_article`), at random times over `--window` seconds, each into a random
+feed, while the farm keeps up a light background churn (a few new ordinary items and changed bodies every
+5 s). For each injected item it records when the farm started serving it, when monitor first fetched it, and
+when the sink received its alert, and prints p50/p95/p99/max of the whole latency and of its two parts
+(waiting for the next poll; poll to delivery), and whether p99 ≤ interval + 2 s (DESIGN.md §9).
 
     .venv/bin/python bench/latency.py [--feeds 200] [--items 200] [--interval 30] [--window 300]
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cycle import ROOT, monitor_revision, write_config
 from farm import Farm, Plan, probe_article
 
-PROBE = re.compile(r"\(report (\d{4}),")
+PROBE = re.compile(r"\(report (\d{4})\)")
 
 
 class Sink:
