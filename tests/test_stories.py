@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -242,3 +243,39 @@ def test_a_story_joins_only_if_every_outlet_in_it_agrees() -> None:
                  "The death toll in Nagorno-Karabakh rose to 200, separatist officials said.")  # fmt: skip
     assert choose(new, 3, T0 + timedelta(hours=21), [toll], WINDOW) == 1
     assert choose(new, 3, T0 + timedelta(hours=21), [launch, toll], WINDOW) is None
+
+
+# --- the labelled evaluation set ----------------------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "stories"
+
+
+def test_the_labels_name_corpus_items_and_agree_with_themselves() -> None:
+    """Every link in bench/stories/labels.jsonl is a corpus item, no item is in two stories, and each pair's
+    label agrees with the stories (so the pair and desk figures of evaluate.py measure the same truth)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("story_corpus", BENCH / "corpus.py")
+    assert spec is not None and spec.loader is not None
+    corpus = importlib.util.module_from_spec(spec)
+    sys.modules["story_corpus"] = corpus  # dataclasses look their module up there
+    spec.loader.exec_module(corpus)
+    if not corpus.CORPUS.is_dir():
+        pytest.skip("../shared/corpus is not present")
+    links = {item.link for item in corpus.load()}
+    story_of: dict[str, int] = {}
+    pairs = hard = 0
+    rows = [json.loads(line) for line in (BENCH / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    for number, row in enumerate(rows):
+        if "story" in row:
+            for link in row["links"]:
+                assert link in links and link not in story_of, link
+                story_of[link] = number
+    for row in rows:
+        if "pair" in row:
+            a, b = row["pair"]
+            assert a in links and b in links
+            assert (a in story_of and story_of.get(a) == story_of.get(b)) == row["same"], row["note"]
+            pairs += 1
+            hard += not row["same"] and row["hard"]
+    assert pairs >= 300 and hard >= 100
