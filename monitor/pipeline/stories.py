@@ -263,7 +263,7 @@ def similarity(a: Sketch, b: Sketch) -> float:
 
 
 NAME_WEIGHT = 3.5
-"""Words weighing more than this (rarer than ~1 in 300,000 words) are mostly names: places, people, groups."""
+"""Words weighing more than this (rarer than ~1 in a million words) are mostly names: places, people, groups."""
 EVENT_BAR = 0.25
 """The words that are not names must agree this much too: a story is an event, not the names it happens to."""
 
