@@ -55,7 +55,7 @@ def fill(store: Store, count: int, rng: random.Random) -> None:
                               "fingerprint": f"{n:032x}", "story_id": n + 1, "title": title, "summary": lede,
                               "content": "", "published_at": at, "seen_at": at, "silent": False,
                               "sketch": made.encode()})  # fmt: skip
-                keys.extend({"key": key, "at": at, "item_id": n + 1} for key in made.index_keys())
+                keys.extend({"key": key, "at": at, "item_id": n + 1} for key in made.keys)
             connection.execute(insert(STORY), stories_rows)
             connection.execute(insert(ITEM), items)
             connection.execute(insert(STORY_KEY), keys)

@@ -30,7 +30,6 @@ from monitor.config.loader import CONSOLE
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
-from monitor.pipeline.stories import StoryPolicy
 from monitor.policy import FetchPolicy, mask_url
 from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
 from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
@@ -327,9 +326,8 @@ class Service:
         return routes
 
     async def _record_polls(self, polls: list[Poll]) -> list[StoredPoll]:
-        policy = StoryPolicy(self.watchlist.story_window, self.watchlist.spread_alert)
-        return await self._in_db(functools.partial(self.store.record_polls, policy=policy), polls, self.now(),
-                                 self._route)  # fmt: skip
+        record = functools.partial(self.store.record_polls, policy=self.watchlist.stories)
+        return await self._in_db(record, polls, self.now(), self._route)
 
     # --- delivery ------------------------------------------------------------------------------------
 

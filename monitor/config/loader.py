@@ -27,9 +27,9 @@ from monitor.config.units import format_duration
 from monitor.errors import ConfigError, ConfigProblem, QuerySyntaxError
 from monitor.pipeline.match import RuleSpec
 from monitor.pipeline.query import check_term, parse, refs
+from monitor.pipeline.stories import DEFAULT_POLICY, StoryPolicy
 
 MIN_INTERVAL = timedelta(seconds=30)
-DEFAULT_STORY_WINDOW = timedelta(hours=72)
 MIN_STORY_WINDOW, MAX_STORY_WINDOW = timedelta(hours=1), timedelta(days=30)
 MAX_INTERVAL = timedelta(days=1)
 CONSOLE = "console"
@@ -52,10 +52,8 @@ class WatchList:
     rules: tuple[RuleSpec, ...]
     notify: Mapping[str, tuple[str, ...] | None]
     """Rule id → channel ids it alerts, or None for every channel."""
-    story_window: timedelta = DEFAULT_STORY_WINDOW
-    """`[stories] window`: an item joins a story only if published this close to one of its items."""
-    spread_alert: int | None = None
-    """`[stories] spread_alert`: one follow-up when a story reaches this many outlets (None: off)."""
+    stories: StoryPolicy = DEFAULT_POLICY
+    """`[stories]`: the window an item joins a story within, and the spread follow-up."""
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:
@@ -232,8 +230,7 @@ def _load_keywords(directory: Path, problems: list[ConfigProblem]) -> WatchList 
         terms={k: tuple(t.words) for k, t in model.terms.items()},
         rules=tuple(specs),
         notify={r.id: tuple(r.notify) if r.notify is not None else None for r in model.rules},
-        story_window=window,
-        spread_alert=model.stories.spread_alert,
+        stories=StoryPolicy(window, model.stories.spread_alert),
     )
 
 

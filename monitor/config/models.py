@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from monitor.config.units import parse_duration, parse_size
+from monitor.pipeline.stories import DEFAULT_POLICY
 from monitor.records import Priority
 
 
@@ -60,7 +61,7 @@ class Rule(Strict):
 
 
 class Stories(Strict):
-    window: Duration = timedelta(hours=72)
+    window: Duration = DEFAULT_POLICY.window
     spread_alert: Annotated[int, Field(ge=2)] | None = None
 
 

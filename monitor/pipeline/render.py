@@ -103,15 +103,21 @@ def _names(hits: Sequence[Hit]) -> list[str]:
     return list(dict.fromkeys(h.text for h in hits))
 
 
+def _change(alert: AlertView, outlets: bool) -> str:
+    """What an update or a spread follow-up announces, before the headline: "update: now urgent",
+    "now in 5 outlets: Reuters, AP, …" (the outlets only where there is room); "" for a first alert."""
+    if alert.kind == "first" or not alert.note:
+        return ""
+    if alert.kind == "update":
+        return f"update: {alert.note}"
+    return f"{alert.note}: {', '.join((alert.outlet, *alert.also))}" if outlets else alert.note
+
+
 def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
     """One story: headline with the matched names marked, outlet, time, rules, priority, link, also-ran."""
-    title = f"[{alert.priority.upper()}] {_clip(alert.title, TITLE_CHARS)}"
-    if alert.kind != "first" and alert.note:
-        # "update: now urgent: …", "now in 5 outlets: Reuters, AP, …: …": what changed, before the headline
-        change = f"update: {alert.note}" if alert.kind == "update" else alert.note
-        if alert.kind == "spread":
-            change += ": " + ", ".join((alert.outlet, *alert.also))
-        title = f"[{alert.priority.upper()}] {_clip(change, TITLE_CHARS // 2)}: {_clip(alert.title, TITLE_CHARS)}"
+    change = _change(alert, outlets=True)
+    title = f"[{alert.priority.upper()}] {_clip(change, TITLE_CHARS // 2) + ': ' if change else ''}"
+    title += _clip(alert.title, TITLE_CHARS)
     newline = "<br>\n" if fmt == "html" else "\n"
     summary = alert.summary if len(alert.summary) <= SUMMARY_CHARS else _clip(alert.summary, SUMMARY_CHARS)
     headline = alert.title if len(alert.title) <= HEADLINE_CHARS else _clip(alert.title, HEADLINE_CHARS)
@@ -144,8 +150,8 @@ def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, head
     lines = []
     for alert in ranked[:DIGEST_MAX]:
         headline = highlight(alert.title, alert.hits, "title", fmt)
-        if alert.kind != "first" and alert.note:
-            headline = _escape(f"{'update: ' if alert.kind == 'update' else ''}{alert.note}: ", fmt) + headline
+        if change := _change(alert, outlets=False):
+            headline = _escape(f"{change}: ", fmt) + headline
         parts = [f"[{alert.priority}]", headline, f"({_escape(alert.outlet, fmt)}, {_when(alert.detected, zone)})"]
         link = _link(alert.link, fmt)
         if link:

@@ -103,9 +103,6 @@ class Sketch:
         object.__setattr__(self, "event_norm2", sum(v * v for v in event.values()))
         object.__setattr__(self, "numbers", frozenset(w for w in self.title if any(c.isdigit() for c in w)))
 
-    def index_keys(self) -> tuple[str, ...]:
-        return self.keys
-
     def encode(self) -> str:
         """A compact form for the database: `word:weight` for title words, then the rest, then the names."""
         title = " ".join(f"{w}:{self.base[w]:.1f}" for w in sorted(self.title) if w in self.base)
@@ -322,14 +319,10 @@ def score(new: Sketch, feed_id: int, published: datetime, member: Member, window
     return margin if event_similarity(new, member.sketch) >= EVENT_BAR else None
 
 
-def _numbers(sketch: Sketch) -> frozenset[str]:
-    return sketch.numbers
-
-
 def _near_copy(new: Sketch, old: Sketch, apart: timedelta) -> float | None:
     """Within one feed only a near-copy joins (the outlet re-posted its article under a new link), and only
     within `SAME_FEED_APART`: a daily column repeating its title is a new story each day."""
-    if apart > SAME_FEED_APART or _templated(new, old) or _numbers(new) != _numbers(old):
+    if apart > SAME_FEED_APART or _templated(new, old) or new.numbers != old.numbers:
         return None  # "story 1" and "story 2", "toll rises to 200" and "to 250": other items of the feed
     margin = similarity(new, old) - SAME_FEED_BAR
     return margin if margin >= 0 and event_similarity(new, old) >= SAME_FEED_EVENT_BAR else None

@@ -128,13 +128,13 @@ class _Index:
         group.append(member)
         if len(group) > PER_STORY:
             del group[1]  # the story's first item (it set the event) and its newest speak for it
-        for key in member.sketch.index_keys():
+        for key in member.sketch.keys:
             self._by_key[key].add(member.story_id)
 
     def candidates(self, sketch: Sketch) -> list[Member]:
         """The items of the `STORIES` stories sharing the most weight of informative words with `sketch`."""
         shared: dict[int, float] = defaultdict(float)
-        for key in sketch.index_keys():
+        for key in sketch.keys:
             for story in self._by_key.get(key, ()):
                 shared[story] += sketch.base[key]
         ranked = sorted(shared, key=lambda story: -shared[story])[:STORIES]
@@ -181,7 +181,7 @@ def _exact(session: Session, fresh: Sequence[Fresh], lo: datetime, hi: datetime)
 def _members(session: Session, clustered: Sequence[Fresh], lo: datetime, hi: datetime) -> list[Member]:
     """The stored stories sharing informative words with the batch's clustered items, inside the window: the
     newest `PER_STORY` items of each."""
-    keys = sorted({key for f in clustered if f.sketch is not None for key in f.sketch.index_keys()})
+    keys = sorted({key for f in clustered if f.sketch is not None for key in f.sketch.keys})
     if not keys:
         return []
     shared: Counter[int] = Counter()
@@ -230,5 +230,5 @@ def index_rows(fresh: Sequence[Fresh], item_ids: Sequence[int | None]) -> list[d
         {"key": key, "at": item.at, "item_id": item_id}
         for item, item_id in zip(fresh, item_ids, strict=True)
         if item_id is not None and item.sketch is not None
-        for key in item.sketch.index_keys()
+        for key in item.sketch.keys
     ]

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from monitor.policy import mask_url
+from monitor.records import PRIORITIES
 from monitor.store.tables import ALERT, FEED, ITEM, MATCH, STORY
 
 
@@ -38,9 +39,6 @@ class StoryView:
     """In the order they joined the story."""
     alerts: tuple[str, ...]
     """Each alert the story made: "first", "update: now urgent", "spread: now in 5 outlets"."""
-
-
-_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
 
 def recent_stories(engine: Engine, since: datetime, limit: int) -> list[StoryView]:
@@ -80,7 +78,7 @@ def recent_stories(engine: Engine, since: datetime, limit: int) -> list[StoryVie
             )
             for story, rule, level in matched:
                 rules[story][rule] = None
-                if story not in priority or _RANK.get(level, 2) < _RANK.get(priority[story], 2):
+                if story not in priority or _rank(level) < _rank(priority[story]):
                     priority[story] = level
             made: Any = connection.execute(
                 select(ALERT.c.story_id, ALERT.c.kind, ALERT.c.note).where(ALERT.c.story_id.in_(chunk))
@@ -102,6 +100,10 @@ def recent_stories(engine: Engine, since: datetime, limit: int) -> list[StoryVie
             )
             for i, title, first_seen in stories
         ]
+
+
+def _rank(priority: str) -> int:
+    return PRIORITIES.index(priority) if priority in PRIORITIES else PRIORITIES.index("normal")
 
 
 def story_json(view: StoryView, when: Any) -> dict[str, Any]:
