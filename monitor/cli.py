@@ -56,10 +56,10 @@ def _user_errors() -> Iterator[None]:
 @app.command()
 def check(config_dir: ConfigDir = Path("config")) -> None:
     """Validate all config; print `ok: F feeds, E entities, T term groups, R rules, C channels`."""
-    from monitor import service
+    from monitor import watch
 
     with _user_errors():
-        typer.echo(str(service.check(config_dir)))
+        typer.echo(str(watch.check(config_dir)))
 
 
 @app.command()
@@ -74,14 +74,14 @@ def match(
     """Try the watch list on items without storing or notifying; JSON Lines out, one line per item."""
     if (text is None) == (input_file is None):
         raise typer.BadParameter("give exactly one of --text or --input")
-    from monitor import service
+    from monitor import watch
     from monitor.items import read_item, read_items, result_line
 
     with _user_errors():
-        matcher = service.load_matcher(config_dir)
+        matcher = watch.load_matcher(config_dir)
         if text is not None:
             item = read_item(_json_text(text), "--text")
-            typer.echo(result_line(item.id, service.match_document(matcher, item.document)))
+            typer.echo(result_line(item.id, watch.match_document(matcher, item.document)))
             return
         assert input_file is not None
         failed = 0
@@ -92,7 +92,7 @@ def match(
                     failed += 1
                     typer.echo(f"error: {entry}", err=True)
                     continue
-                out.write(result_line(entry.id, service.match_document(matcher, entry.document)) + "\n")
+                out.write(result_line(entry.id, watch.match_document(matcher, entry.document)) + "\n")
         out.flush()
         if failed:
             _fail(f"error: {failed} input line(s) could not be read; the others were matched")
@@ -153,26 +153,31 @@ def run(
         runner.run(config_dir, db, once=once)
 
 
-@app.command()
-def feeds(config_dir: ConfigDir = Path("config"), db: DatabaseUrl = None) -> None:
-    """Feed health: status, last success, last error, items, next poll."""
-    from monitor import runner
-
-    with _user_errors():
-        runner.show_feeds(db)
+Limit = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="At most this many rows (default: a screenful on a terminal, else all)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="JSON Lines, one object per row.")]
 
 
 @app.command()
-def alerts(
-    config_dir: ConfigDir = Path("config"),
-    db: DatabaseUrl = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the latest alerts.")] = 20,
-) -> None:
-    """Recent alerts, the rules they fired, and their delivery to each channel."""
-    from monitor import runner
+def feeds(config_dir: ConfigDir = Path("config"), db: DatabaseUrl = None, limit: Limit = None,
+          as_json: Json = False) -> None:  # fmt: skip
+    """Feed health, failing first: status, last success, last error, items, next poll."""
+    from monitor import listings
 
     with _user_errors():
-        runner.show_alerts(config_dir, db, limit)
+        listings.show_feeds(db, limit, as_json)
+
+
+@app.command()
+def alerts(config_dir: ConfigDir = Path("config"), db: DatabaseUrl = None, limit: Limit = None,
+           as_json: Json = False) -> None:  # fmt: skip
+    """Recent alerts, newest first, the rules they fired, and their delivery to each channel."""
+    from monitor import listings
+
+    with _user_errors():
+        listings.show_alerts(db, limit, as_json)
 
 
 @app.command()
@@ -180,11 +185,11 @@ def stories(
     config_dir: ConfigDir = Path("config"),
     db: DatabaseUrl = None,
     since: Annotated[str, typer.Option("--since", help="Stories first seen within this long (30m, 24h, 7d).")] = "24h",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many stories at most.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines, one story per line.")] = False,
+    limit: Limit = None,
+    as_json: Json = False,
 ) -> None:
     """Recent stories with their items and outlets, newest first."""
-    from monitor import runner
+    from monitor import listings
     from monitor.config.units import parse_duration
 
     with _user_errors():
@@ -192,7 +197,7 @@ def stories(
             window = parse_duration(since)
         except ValueError as e:
             raise MonitorError(f"--since: {e}") from e
-        runner.show_stories(db, window, limit, as_json)
+        listings.show_stories(db, window, limit, as_json)
 
 
 @app.command("notify-test")

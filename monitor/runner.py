@@ -8,33 +8,23 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
-import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-
 from monitor.config import Config, load_config
-from monitor.config.units import format_duration
 from monitor.errors import ConfigError, MonitorError
-from monitor.policy import mask_url
 from monitor.records import FetchResult
 from monitor.scheduler import serve
 from monitor.service import Service
 from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine, upgrade
 from monitor.store.repo import Store
-from monitor.store.views import recent_stories, story_json
 
 log = logging.getLogger("monitor.runner")
 # Looking for due feeds is one indexed query: doing it every second keeps an item's wait for its poll
@@ -122,6 +112,8 @@ async def _once(config: Config, store: Store) -> None:
     service = start_service(config, store)
     try:
         if sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             progress = Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with progress:
                 bar = progress.add_task("feeds", total=len(config.feeds.feeds))
@@ -199,68 +191,6 @@ class ConfigWatcher:
             return None
 
 
-def _console() -> Console:
-    # Piped output keeps each row on one line, for grep and for scripts.
-    return Console() if sys.stdout.isatty() else Console(width=240, soft_wrap=True)
-
-
-def show_feeds(db: str | None) -> None:
-    store = Store(_existing_engine(db))
-    table = Table(title="feeds")
-    for column in ("feed", "status", "last success", "last error", "items", "next poll", "warning"):
-        table.add_column(column, overflow="fold")
-    for feed in store.feed_health():
-        status = feed.status if feed.active else f"{feed.status} (removed)"
-        if feed.error_count:
-            status += f" ×{feed.error_count}"
-        table.add_row(
-            feed.name or feed.title or mask_url(feed.url), status, _when(feed.last_success_at), feed.last_error or "",
-            str(feed.item_count), _when(feed.next_poll_at) if feed.status != "gone" else "stopped",
-            feed.warning or "",
-        )  # fmt: skip
-    _console().print(table)
-
-
-def show_alerts(config_dir: Path, db: str | None, limit: int) -> None:
-    store = Store(_existing_engine(db))
-    table = Table(title=f"latest {limit} alerts")
-    for column in ("detected", "story", "alert", "priority", "headline", "outlets", "rules", "deliveries"):
-        table.add_column(column, overflow="fold")
-    for alert, deliveries in store.recent_alerts(limit):
-        states = ", ".join(
-            f"{d.channel}[{d.target}]: {d.status}"
-            + (f" ({d.last_error})" if d.last_error and d.status != "sent" else "")
-            for d in deliveries
-        )
-        outlets = f"{1 + len(alert.also)}: {alert.outlet}" + (f", {', '.join(alert.also)}" if alert.also else "")
-        kind = alert.kind + (f": {alert.note}" if alert.note else "")
-        table.add_row(_when(alert.detected), str(alert.story_id), kind, alert.priority, alert.title, outlets,
-                      ", ".join(alert.rules), states)  # fmt: skip
-    _console().print(table)
-
-
-def show_stories(db: str | None, since: timedelta, limit: int, as_json: bool) -> None:
-    """`monitor stories`: stories first seen within `since`, newest first (DESIGN.md §4)."""
-    engine = _existing_engine(db)
-    stories = recent_stories(engine, datetime.now(UTC) - since, limit)
-    if as_json:
-        for view in stories:
-            sys.stdout.write(json.dumps(story_json(view, _iso), ensure_ascii=False) + "\n")
-        return
-    table = Table(title=f"stories first seen in the last {format_duration(since)}")
-    for column in ("story", "first seen", "priority", "headline", "outlets", "rules", "alerts"):
-        table.add_column(column, overflow="fold")
-    for view in stories:
-        names = ", ".join(dict.fromkeys(item.feed for item in view.items))
-        table.add_row(str(view.story_id), _when(view.first_seen), view.priority or "-", view.title,
-                      f"{view.outlets}: {names}", ", ".join(view.rules), "; ".join(view.alerts) or "none")  # fmt: skip
-    _console().print(table)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
 def notify_test(config_dir: Path, channel: str | None) -> bool:
     config = load_config(config_dir, keywords=True, feeds=True)
     assert config.channels is not None
@@ -286,18 +216,3 @@ def notify_test(config_dir: Path, channel: str | None) -> bool:
 class _NoFetch:
     async def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
         raise AssertionError("notify-test fetches nothing")
-
-
-def _existing_engine(db: str | None) -> Engine:
-    """The engine of a database that `monitor run` has created; the read-only commands never create one."""
-    url = database_url(db)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and not os.path.exists(parsed.database):
-        raise MonitorError(f"no database at {parsed.database}: run `monitor run` first (or pass --db)")
-    engine = open_engine(url)
-    upgrade(engine)
-    return engine
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"

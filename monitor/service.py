@@ -20,23 +20,22 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor import notify
-from monitor.config import ChannelSpec, Config, FeedsConfig, WatchList, load_config
+from monitor.config import ChannelSpec, Config, FeedsConfig
 from monitor.config.loader import CONSOLE
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
-from monitor.pipeline.match import Matcher
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
 from monitor.policy import FetchPolicy, mask_url
 from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
-from monitor.records import DeliveryTask, Document, FeedTask, FetchResult, PollOutcome, RuleMatch
+from monitor.records import DeliveryTask, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
 from monitor.store.alerting import Route
 from monitor.store.polls import Poll, StoredPoll
 from monitor.store.repo import Store
+from monitor.watch import build_matcher
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
@@ -52,52 +51,6 @@ MAX_UNMARKED = 20
 SEEN_PER_FEED = MAX_ITEMS_PER_POLL
 """Keys remembered per feed: as many as a poll reads, so a full feed is never read again for nothing."""
 DEFAULT_INTERVAL = timedelta(minutes=10)
-
-
-def build_matcher(watchlist: WatchList) -> Matcher:
-    """The compiled matcher for a checked watch list."""
-    return Matcher(watchlist.groups, watchlist.rules, entity_ids=watchlist.entities.keys())
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    feeds: int
-    entities: int
-    term_groups: int
-    rules: int
-    channels: int
-
-    def __str__(self) -> str:
-        return (
-            f"ok: {self.feeds} feeds, {self.entities} entities, {self.term_groups} term groups, "
-            f"{self.rules} rules, {self.channels} channels"
-        )
-
-
-def check(config_dir: Path) -> CheckReport:
-    """Validate every config file; ConfigError lists each problem."""
-    config = load_config(config_dir)
-    assert config.watchlist is not None and config.feeds is not None and config.channels is not None
-    build_matcher(config.watchlist)
-    return CheckReport(
-        feeds=len(config.feeds.feeds),
-        entities=len(config.watchlist.entities),
-        term_groups=len(config.watchlist.terms),
-        rules=len(config.watchlist.rules),
-        channels=len(config.channels),
-    )
-
-
-def load_matcher(config_dir: Path) -> Matcher:
-    """The matcher of the config directory, reading keywords.toml alone."""
-    config = load_config(config_dir, feeds=False, channels=False)
-    assert config.watchlist is not None
-    return build_matcher(config.watchlist)
-
-
-def match_document(matcher: Matcher, document: Document) -> tuple[RuleMatch, ...]:
-    """Rules that fire on one document; nothing is stored or sent."""
-    return matcher.match(document)
 
 
 def fetch_policy(feeds: FeedsConfig) -> FetchPolicy:
@@ -185,6 +138,7 @@ class Service:
         self._pollers: Pollers | None = None
         self._formats: dict[str, Format] = {}
         self._seen: dict[int, dict[str, None]] = {}
+        self._key_reads: _Batched[int, list[str]] = _Batched(lambda feed_ids: self._in_db(self._read_keys, feed_ids))
         self.reload(config)
 
     def reload(self, config: Config) -> None:
@@ -197,8 +151,9 @@ class Service:
                                   or policy != self._pollers.policy):  # fmt: skip
             if self._pollers is not None:
                 self._pollers.retire()  # polls in flight finish as they began
-            self._pollers = Pollers(self._workers, self.matcher, policy)
-            self._pollers.start()
+            self._pollers = Pollers(self._workers, self.matcher, policy, self._known)
+            if config.feeds.feeds:
+                self._pollers.start()  # returns at once; nothing to poll, no pollers
         self.config = config
         self.watchlist = config.watchlist
         self.feeds = config.feeds
@@ -255,12 +210,12 @@ class Service:
             await writer.close()
 
     async def _poll_feed(self, task: FeedTask) -> PollOutcome:
-        known = None if task.first_poll else await self._known(task.feed_id)  # a feed never read has none
-        job = Job(task, known, self.feeds.backfill)
+        seen = self._seen.get(task.feed_id)  # else the keys are read only if the body has changed
+        job = Job(task, None if seen is None or task.first_poll else frozenset(seen), self.feeds.backfill)
         if self._pollers is not None:
             return await self._pollers.poll(job)
         assert self.fetcher is not None  # see __init__
-        return await poll_feed(self.fetcher, job, self._read, self.now)
+        return await poll_feed(self.fetcher, job, self._read, self.now, known=lambda: self._known(task.feed_id))
 
     async def _store(
         self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _GroupCommit[Poll, StoredPoll]
@@ -288,16 +243,20 @@ class Service:
     async def _known(self, feed_id: int) -> frozenset[str]:
         """Keys the feed has stored, as far as this instance knows.
 
-        The database is asked once per feed (its first poll since start) for the last keys stored, and
-        from then on memory answers, adding every key stored since. Memory only decides what is parsed:
-        the database decides what is new (a stored key's insert does nothing), so a key another instance
-        stored, or one memory let go and the feed brought back, costs a parse, never an alert."""
+        The database is asked once per feed, at the first changed body since start, for the last keys
+        stored (one query for every feed that asks in the same turn of the loop), and from then on memory
+        answers, adding every key stored since. Memory only decides what is parsed: the database decides
+        what is new (a stored key's insert does nothing), so a key another instance stored, or one memory
+        let go and the feed brought back, costs a parse, never an alert."""
         seen = self._seen.get(feed_id)
         if seen is None:
-            seen = self._seen[feed_id] = dict.fromkeys(
-                await self._in_db(self.store.recent_keys, feed_id, SEEN_PER_FEED)
-            )
+            keys = await self._key_reads.read(feed_id)
+            seen = self._seen.setdefault(feed_id, dict.fromkeys(keys))
         return frozenset(seen)
+
+    def _read_keys(self, feed_ids: list[int]) -> list[list[str]]:
+        found = self.store.recent_keys(feed_ids, SEEN_PER_FEED)
+        return [found[feed_id] for feed_id in feed_ids]
 
     def _remember(self, feed_id: int, keys: Sequence[str], start: bool) -> None:
         seen = self._seen.setdefault(feed_id, {}) if start else self._seen.get(feed_id)
@@ -500,6 +459,43 @@ class _GroupCommit(Generic[T, R]):
                         future.set_result(result)
             if self.closed and not self.pending:
                 return
+
+
+class _Batched(Generic[T, R]):
+    """Calls answered together: `read` takes a list of arguments and returns the answers in order. The calls
+    of one turn of the event loop go as one, and while one read runs, every call that comes meanwhile waits
+    for the next (as `_GroupCommit` does for writes)."""
+
+    def __init__(self, read: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+        self._call = read
+        self._asked: list[tuple[T, asyncio.Future[R]]] = []
+        self._running = False
+
+    async def read(self, argument: T) -> R:
+        loop = asyncio.get_running_loop()
+        if not self._asked and not self._running:
+            loop.call_soon(lambda: loop.create_task(self._run()))
+        future: asyncio.Future[R] = loop.create_future()
+        self._asked.append((argument, future))
+        return await future
+
+    async def _run(self) -> None:
+        self._running = True
+        try:
+            while self._asked:
+                asked, self._asked = self._asked, []
+                try:
+                    answers = await self._call([argument for argument, _ in asked])
+                except Exception as error:
+                    for _, future in asked:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), answer in zip(asked, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+        finally:
+            self._running = False
 
 
 class _Marks:

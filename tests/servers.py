@@ -39,6 +39,9 @@ class FeedFarm:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.in_flight = 0
+        self.peak = 0
+        """The most requests it ever answered at once."""
         self._lock = threading.Lock()
         farm = self
 
@@ -47,6 +50,16 @@ class FeedFarm:
                 pass
 
             def do_GET(self) -> None:
+                with farm._lock:
+                    farm.in_flight += 1
+                    farm.peak = max(farm.peak, farm.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with farm._lock:
+                        farm.in_flight -= 1
+
+            def _answer(self) -> None:
                 with farm._lock:
                     farm.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                     route = farm.routes.get(self.path)

@@ -144,6 +144,29 @@ def test_a_retired_pool_finishes_the_polls_in_flight(farm: FeedFarm) -> None:
     assert len(running) == 1 and not os.path.exists(f"/proc/{running[0]}")
 
 
+def test_every_poller_takes_work_from_one_host_and_the_host_never_sees_more_than_two_requests(
+    farm: FeedFarm,
+) -> None:
+    """Feeds all on one host (an outlet's section feeds, an aggregator) still go to every poller, while the
+    per-host limit of 2 requests holds across them: a poller's own fetcher would allow 2 each."""
+    paths = [f"/s{n}.xml" for n in range(24)]
+    for n, path in enumerate(paths):
+        farm.routes[path] = Route(rss((str(n), "Karabakh")), delay=0.05)
+
+    async def scenario() -> tuple[list[PollOutcome], list[int]]:
+        pollers = Pollers(2, matcher(), POLICY)
+        try:
+            jobs = [Job(task(farm.url(path), feed_id=n), None, timedelta(1)) for n, path in enumerate(paths)]
+            return list(await asyncio.gather(*(pollers.poll(job) for job in jobs))), pollers.spread()
+        finally:
+            pollers.close()
+
+    outcomes, spread = asyncio.run(scenario())
+    assert [o.status for o in outcomes] == ["ok"] * 24
+    assert farm.peak == 2  # never more, and the limit was used
+    assert len(spread) == 2 and min(spread) >= 6, spread
+
+
 def test_a_poller_stops_when_its_service_dies(farm: FeedFarm) -> None:
     farm.routes["/slow.xml"] = Route(rss(("1", "Karabakh")), delay=30.0)
     script = textwrap.dedent(f"""

@@ -5,12 +5,14 @@ read-only commands."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from monitor.config import Config, load_config
 from monitor.fetch import Fetcher
@@ -72,11 +74,15 @@ class Harness:
     def config(self) -> Config:
         return load_config(self.dir)
 
-    async def _cycle(self, poll: bool, workers: int = 0) -> tuple[CycleReport, DeliveryReport]:
+    async def _cycle(
+        self, poll: bool, workers: int = 0, statements: list[str] | None = None
+    ) -> tuple[CycleReport, DeliveryReport]:
         config = self.config()
         assert config.feeds is not None
         engine = open_engine(self.db)
         upgrade(engine)
+        if statements is not None:
+            event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
         async with Fetcher(fetch_policy(config.feeds)) as fetcher:
             service = Service(
                 config, Store(engine), fetcher, now=self.clock, console=self.console.append, workers=workers
@@ -88,8 +94,11 @@ class Harness:
                 service.close()
                 engine.dispose()
 
-    def cycle(self, poll: bool = True, workers: int = 0) -> tuple[CycleReport, DeliveryReport]:
-        return asyncio.run(self._cycle(poll, workers))
+    def cycle(
+        self, poll: bool = True, workers: int = 0, statements: list[str] | None = None
+    ) -> tuple[CycleReport, DeliveryReport]:
+        """One poll and delivery by a new Service: a restart, as `monitor run --once` is."""
+        return asyncio.run(self._cycle(poll, workers, statements))
 
 
 @pytest.fixture
@@ -113,6 +122,40 @@ def test_new_feed_backfill_alerts_only_recent_items(harness: Harness) -> None:
     harness.farm.routes["/x.xml"] = Route(rss(("later", "Karabakh later story", None)))
     report, _ = harness.cycle()
     assert report.alerts == 1 and "later" in harness.console[-1]
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "pollers"])
+def test_after_a_restart_only_changed_bodies_read_keys_and_all_in_one_statement(harness: Harness, workers: int) -> None:
+    """A feed's stored keys (what the pre-scan skips) are read from the database only when its body has
+    changed since the service started, and for the feeds whose bodies come in meanwhile in one statement:
+    a 304 cycle after a restart reads none; thirty changed bodies take fewer statements than thirty (how
+    many depends on how the bodies trickle in: on one host, two requests at a time)."""
+    now = harness.clock.now
+    paths = [f"/f{n}.xml" for n in range(30)]
+    for n, path in enumerate(paths):
+        harness.farm.routes[path] = Route(rss((f"{n}-a", f"Oslo story {n}", now), (f"{n}-b", f"Bergen {n}", now)))
+    harness.feeds(*(harness.farm.url(path) for path in paths))
+    report, _ = harness.cycle(workers=workers)
+    assert (report.polled, report.new_items) == (30, 60)
+
+    def key_reads(statements: list[str]) -> int:
+        return sum(1 for sql in statements if "FROM item WHERE feed_id" in sql)
+
+    statements: list[str] = []
+    report, _ = harness.cycle(workers=workers, statements=statements)  # every feed answers 304
+    assert (report.not_modified, key_reads(statements)) == (30, 0)
+    for n, path in enumerate(paths):
+        harness.farm.routes[path] = Route(
+            rss(
+                (f"{n}-c", f"Stepanakert story {n}", now),
+                (f"{n}-a", f"Oslo story {n}", now),
+                (f"{n}-b", f"Bergen {n}", now),
+            )
+        )
+    statements.clear()
+    report, _ = harness.cycle(workers=workers, statements=statements)
+    assert (report.new_items, report.alerts) == (30, 30)
+    assert 1 <= key_reads(statements) < len(paths), key_reads(statements)
 
 
 def test_a_burst_of_alerts_is_all_recorded_as_sent(harness: Harness) -> None:
@@ -226,6 +269,39 @@ def test_feeds_and_alerts_commands(harness: Harness) -> None:
     assert "gone" in feeds.stdout and "stopped" in feeds.stdout and "HTTP 410" in feeds.stdout
     alerts = cli("alerts", "--db", harness.db)
     assert alerts.code == 0 and "Stepanakert story" in alerts.stdout and "console[0]: sent" in alerts.stdout
+
+
+def test_listings_give_every_row_as_json_lines_or_tab_separated_text_failing_first(harness: Harness) -> None:
+    """Piped, `feeds` and `alerts` print a header and every row, tab-separated; `--json` prints JSON Lines
+    (DESIGN.md §4, times in UTC with Z); the failing feed comes first; `--limit` caps the rows."""
+    now = harness.clock.now
+    harness.farm.routes["/x.xml"] = Route(rss(("s1", "Stepanakert story", now), ("s2", "Karabakh talks", now)))
+    harness.farm.routes["/gone.xml"] = Route(b"", status=410)
+    harness.feeds(harness.farm.url("/x.xml"), harness.farm.url("/gone.xml"))
+    harness.cycle()
+    text = cli("feeds", "--db", harness.db).stdout.splitlines()
+    assert text[0].split("\t") == ["feed", "status", "last success", "last error", "items", "next poll", "warning"]
+    assert len(text) == 3 and text[1].split("\t")[1] == "gone ×1" and text[2].split("\t")[1] == "ok"
+    rows = [json.loads(line) for line in cli("feeds", "--json", "--db", harness.db).stdout.splitlines()]
+    assert [(r["status"], r["items"], r["next_poll"]) for r in rows] == [
+        ("gone", 0, None),
+        ("ok", 2, rows[1]["next_poll"]),
+    ]
+    assert rows[1]["last_success"].endswith("Z") and rows[0]["last_error"].startswith("HTTP 410")
+    alerts = [json.loads(line) for line in cli("alerts", "--json", "--db", harness.db).stdout.splitlines()]
+    assert [a["title"] for a in alerts] == ["Karabakh talks", "Stepanakert story"]  # newest first
+    assert alerts[0]["deliveries"][0] | {"sent": None} == {
+        "channel": "console",
+        "target": 0,
+        "status": "sent",
+        "attempts": 1,
+        "error": None,
+        "sent": None,
+    }
+    assert alerts[0]["detected"].endswith("Z") and alerts[0]["rules"] == ["karabakh"]
+    limited = cli("alerts", "--json", "--limit", "1", "--db", harness.db).stdout.splitlines()
+    assert [json.loads(line)["title"] for line in limited] == ["Karabakh talks"]
+    assert len(cli("feeds", "--limit", "1", "--db", harness.db).stdout.splitlines()) == 2
 
 
 def test_read_only_commands_need_an_existing_database(tmp_path: Path) -> None:

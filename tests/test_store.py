@@ -78,7 +78,7 @@ def test_removed_and_readded_feed_keeps_its_seen_keys(store: Store) -> None:
     store.sync_feeds([spec("https://a.example/rss")], NOW)
     [again] = store.claim_due(NOW + timedelta(days=1), 10, LEASE, "one", every=True)
     assert again.feed_id == task.feed_id
-    assert store.recent_keys(again.feed_id, 10) == ["guid:1"]
+    assert store.recent_keys([again.feed_id], 10) == {again.feed_id: ["guid:1"]}
 
 
 def test_recent_keys_are_the_newest_stored_first(store: Store) -> None:
@@ -87,8 +87,7 @@ def test_recent_keys_are_the_newest_stored_first(store: Store) -> None:
     for n in (1, 2, 3):
         new = NewItem(item(f"guid:{n}", f"https://a.example/{n}", f"f{n}"), (), False)
         store.record_poll(ok(a.feed_id, new), NOW + timedelta(minutes=10), NOW, route)
-    assert store.recent_keys(a.feed_id, 2) == ["guid:3", "guid:2"]
-    assert store.recent_keys(b.feed_id, 2) == []
+    assert store.recent_keys([a.feed_id, b.feed_id], 2) == {a.feed_id: ["guid:3", "guid:2"], b.feed_id: []}
 
 
 def test_failure_backoff_state_and_gone(store: Store) -> None:
@@ -211,3 +210,15 @@ def test_concurrent_claims_never_share_a_feed(database: str, store: Store) -> No
         thread.join()
     assert not set(claimed[0]) & set(claimed[1])
     assert len(claimed[0]) + len(claimed[1]) == 40
+
+
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    """`engine.HEAD` lets a database at the newest migration skip Alembic: it must name that migration."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from monitor.store import engine as engine_module
+
+    config = Config()
+    config.set_main_option("script_location", str(engine_module._MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == engine_module.HEAD

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,13 @@ class TomlFile:
 
     path: Path
     data: dict[str, Any]
-    lines: dict[Loc, int]
+    source: str = field(repr=False)
+
+    @cached_property
+    def lines(self) -> dict[Loc, int]:
+        """Each key's line, found on the first problem to report: a file without one is never scanned
+        (scanning a 2,000-feed feeds.toml took longer than parsing it)."""
+        return _Scanner(self.source.replace("\r\n", "\n")).scan()
 
     def line(self, loc: Loc) -> int:
         """Line of the key at `loc`, else of its nearest enclosing key or table, else 1."""
@@ -171,7 +178,7 @@ def read_toml(path: Path) -> TomlFile | ConfigProblem:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as e:
         return _syntax_problem(path, str(e))
-    return TomlFile(path, data, _Scanner(source.replace("\r\n", "\n")).scan())
+    return TomlFile(path, data, source)
 
 
 _AT = re.compile(r"^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")

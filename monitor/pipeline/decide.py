@@ -11,9 +11,6 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.pipeline.normalize import normalize
-from monitor.pipeline.parse import ParseFailure, parse_feed
-from monitor.pipeline.prescan import only, scan
 from monitor.records import FeedTask, FetchResult, Item, NewItem, PollOutcome, RuleMatch
 
 MAX_ITEMS_PER_POLL = 500
@@ -77,6 +74,12 @@ def read_body(
 
     With `known` (keys the feed has stored), a pre-scan finds the entries not among them, and feedparser
     reads only those, cut out of the real body; a body with none is not parsed at all."""
+    # Imported on use: the service's process never reads a body when pollers do (feedparser, courlan and
+    # their imports are ~150 ms of its start-up and ~15 MB).
+    from monitor.pipeline.normalize import normalize
+    from monitor.pipeline.parse import ParseFailure, parse_feed
+    from monitor.pipeline.prescan import only, scan
+
     digest = triage(task, result)
     if isinstance(digest, PollOutcome):
         return digest

@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import Engine, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -166,11 +167,19 @@ class Store:
             for row in rows
         ]
 
-    def recent_keys(self, feed_id: int, limit: int) -> list[str]:
-        """The keys the feed stored last, newest first."""
+    def recent_keys(self, feed_ids: Collection[int], limit: int) -> dict[int, list[str]]:
+        """The keys each feed stored last, newest first (at most `limit` each): one statement per
+        `KEYS_PER_STATEMENT` feeds, however many feeds a batch asks for."""
+        found: dict[int, list[str]] = {feed_id: [] for feed_id in feed_ids}
+        ids = sorted(found)
         with self.engine.connect() as connection:
-            query = select(col(ItemRow.key)).where(col(ItemRow.feed_id) == feed_id).order_by(col(ItemRow.id).desc())
-            return [str(key) for key in connection.execute(query.limit(limit)).scalars()]
+            for start in range(0, len(ids), KEYS_PER_STATEMENT):
+                chunk = ids[start : start + KEYS_PER_STATEMENT]
+                params = {f"f{n}": feed_id for n, feed_id in enumerate(chunk)}
+                rows: Any = connection.execute(_recent_keys(len(chunk), limit), params)
+                for feed_id, key in rows:
+                    found[int(feed_id)].append(str(key))
+        return found
 
     def record_poll(
         self, outcome: PollOutcome, next_poll_at: datetime | None, now: datetime, route: Router,
@@ -291,18 +300,23 @@ class Store:
             )
             return int(session.execute(query).scalar() or 0)
 
-    def recent_alerts(self, limit: int) -> list[tuple[AlertView, list[DeliveryState]]]:
+    def recent_alerts(self, limit: int | None) -> list[tuple[AlertView, list[DeliveryState]]]:
+        """The latest `limit` alerts (every alert with None), newest first, with their deliveries."""
         with Session(self.engine) as session:
-            query_ids = select(col(AlertRow.id)).order_by(col(AlertRow.id).desc()).limit(limit)
-            ids = [_id(i) for i in session.exec(query_ids)]
-            views = self._alert_views(session, set(ids))
-            states: dict[int, list[DeliveryState]] = {i: [] for i in ids}
-            query = select(DeliveryRow).where(col(DeliveryRow.alert_id).in_(ids)).order_by(col(DeliveryRow.id))
-            for row in session.exec(query):
-                states[row.alert_id].append(
-                    DeliveryState(row.channel, row.target, row.status, row.attempts, row.last_error, row.sent_at)
-                )
-            return [(views[i], states[i]) for i in ids]
+            query_ids = select(col(AlertRow.id)).order_by(col(AlertRow.id).desc())
+            ids = [_id(i) for i in session.exec(query_ids if limit is None else query_ids.limit(limit))]
+            found: list[tuple[AlertView, list[DeliveryState]]] = []
+            for start in range(0, len(ids), 500):  # bounded IN lists, whatever the history
+                chunk = ids[start : start + 500]
+                views = self._alert_views(session, set(chunk))
+                states: dict[int, list[DeliveryState]] = {i: [] for i in chunk}
+                query = select(DeliveryRow).where(col(DeliveryRow.alert_id).in_(chunk)).order_by(col(DeliveryRow.id))
+                for row in session.exec(query):
+                    states[row.alert_id].append(
+                        DeliveryState(row.channel, row.target, row.status, row.attempts, row.last_error, row.sent_at)
+                    )
+                found.extend((views[i], states[i]) for i in chunk)
+            return found
 
     def _alert_views(self, session: Session, alert_ids: set[int]) -> dict[int, AlertView]:
         if not alert_ids:
@@ -363,3 +377,18 @@ def _priority(value: str) -> Priority:
         if priority == value:
             return priority
     return "normal"
+
+
+KEYS_PER_STATEMENT = 200
+"""Feeds per UNION ALL (SQLite allows 500 terms in one compound SELECT)."""
+
+
+@lru_cache(maxsize=32)
+def _recent_keys(count: int, limit: int) -> Any:
+    """The last `limit` keys of each of `count` feeds, newest first: a sub-select per feed, each an index
+    range (a window function over `feed_id IN (...)` would read every key a feed ever stored)."""
+    part = (
+        "SELECT * FROM (SELECT feed_id, key FROM item WHERE feed_id = :f{n}"
+        f" ORDER BY id DESC LIMIT {limit}) AS k{{n}}"
+    )
+    return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))

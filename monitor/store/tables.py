@@ -88,6 +88,7 @@ class ItemRow(SQLModel, table=True):
         Index("ix_item_url", "url"),
         Index("ix_item_fingerprint", "fingerprint"),
         Index("ix_item_story", "story_id"),
+        Index("ix_item_feed_recent", "feed_id", "id"),  # a feed's newest keys (`Store.recent_keys`)
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -41,15 +41,16 @@ class StoryView:
     """Each alert the story made: "first", "update: now urgent", "spread: now in 5 outlets"."""
 
 
-def recent_stories(engine: Engine, since: datetime, limit: int) -> list[StoryView]:
-    """Stories first seen at or after `since`, newest first."""
+def recent_stories(engine: Engine, since: datetime, limit: int | None) -> list[StoryView]:
+    """Stories first seen at or after `since`, newest first (at most `limit`)."""
     with engine.connect() as connection:
         query = (
             select(STORY.c.id, STORY.c.title, STORY.c.first_seen_at)
             .where(STORY.c.first_seen_at >= since)
             .order_by(STORY.c.first_seen_at.desc(), STORY.c.id.desc())
-            .limit(limit)
         )
+        if limit is not None:
+            query = query.limit(limit)
         heads: Any = connection.execute(query)
         stories = [(int(i), str(t), f) for i, t, f in heads]
         ids = [i for i, _, _ in stories]
