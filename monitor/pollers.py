@@ -271,18 +271,7 @@ class _Shard:
         self._outbox: queue.SimpleQueue[Any] | None = None
 
     def _start(self) -> queue.SimpleQueue[Any]:
-        # A new interpreter that imports this module only. Not a fork: the service runs threads, which a fork
-        # would copy mid-flight. Not multiprocessing's forkserver either: it keeps two more processes resident
-        # (the server and its resource tracker, ~27 MB) and re-imports the program's main module.
-        mine, theirs = Pipe()
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", "from monitor.pollers import main; main()", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_child_environment(),
-                process_group=0,  # out of the terminal's group: Ctrl-C is the service's, which stops its pollers
-            )  # fmt: skip
-        finally:
-            theirs.close()
+        self._process, mine = _PRESTARTED.pop() if _PRESTARTED else _spawn()
         outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         outbox.put(self._args)  # first, before any job
         self._outbox = outbox
@@ -362,6 +351,32 @@ class _Shard:
             _reap(self._process)
 
 
+_PRESTARTED: list[tuple[subprocess.Popen[bytes], Connection]] = []
+
+
+def prestart(count: int) -> None:
+    """Start `count` poller processes now, for the first `Pollers` to take: they import what they need while
+    this process reads the config and opens the database, on the other cores."""
+    for _ in range(count - len(_PRESTARTED)):
+        _PRESTARTED.append(_spawn())
+
+
+def _spawn() -> tuple[subprocess.Popen[bytes], Connection]:
+    # A new interpreter that imports this module only. Not a fork: the service runs threads, which a fork
+    # would copy mid-flight. Not multiprocessing's forkserver either: it keeps two more processes resident
+    # (the server and its resource tracker, ~27 MB) and re-imports the program's main module.
+    mine, theirs = Pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from monitor.pollers import main; main()", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_child_environment(),
+            process_group=0,  # out of the terminal's group: Ctrl-C is the service's, which stops its pollers
+        )  # fmt: skip
+    finally:
+        theirs.close()
+    return process, mine
+
+
 _CLOSED = object()
 """Put by the reading thread when its process has gone: the writing thread stops."""
 
@@ -398,6 +413,12 @@ def main() -> None:
     it is sent None or the service's end of the pipe closes (the service stopped, or died)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C sent to the service's group by hand stays its own
     connection = Connection(int(sys.argv[1]))
+    # What reading a feed needs, imported before the matcher comes: a poller started early (`prestart`)
+    # imports while the service is still starting.
+    import monitor.fetch
+    import monitor.pipeline.normalize
+    import monitor.pipeline.parse  # noqa: F401
+
     try:
         matcher, policy, level = connection.recv()
     except (OSError, EOFError):

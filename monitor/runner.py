@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
 from monitor.records import FetchResult
-from monitor.scheduler import serve
-from monitor.service import Service
-from monitor.store.engine import DEFAULT_URL, DatabaseError, masked, open_engine, upgrade
-from monitor.store.repo import Store
+
+if TYPE_CHECKING:  # imported when the service starts, after its pollers (see `run`)
+    from monitor.service import Service
+    from monitor.store.repo import Store
 
 log = logging.getLogger("monitor.runner")
 # Looking for due feeds is one indexed query: doing it every second keeps an item's wait for its poll
@@ -35,10 +35,14 @@ RELOAD_EVERY = 3.0
 
 
 def database_url(option: str | None) -> str:
+    from monitor.store.engine import DEFAULT_URL
+
     return option or DEFAULT_URL
 
 
 def upgrade_database(option: str | None) -> str:
+    from monitor.store.engine import masked, open_engine, upgrade
+
     url = database_url(option)
     upgrade(open_engine(url))
     return f"database is up to date: {masked(url)}"
@@ -47,6 +51,8 @@ def upgrade_database(option: str | None) -> str:
 @contextmanager
 def _single_instance(url: str) -> Iterator[None]:
     """Hold an exclusive lock beside a SQLite file: two services on one file would fight over it."""
+    from monitor.store.engine import DatabaseError, open_engine
+
     engine_url = open_engine(url).url
     if engine_url.get_backend_name() != "sqlite" or not engine_url.database or engine_url.database == ":memory:":
         yield
@@ -74,6 +80,9 @@ def parse_workers() -> int:
 
 
 def _open_store(url: str) -> Store:
+    from monitor.store.engine import open_engine, upgrade
+    from monitor.store.repo import Store
+
     engine = open_engine(url)
     upgrade(engine)
     store = Store(engine)
@@ -85,6 +94,10 @@ def _open_store(url: str) -> Store:
 def run(config_dir: Path, db: str | None, once: bool) -> None:
     """`monitor run` and `monitor run --once`."""
     config = load_config(config_dir)
+    if config.feeds is not None and config.feeds.feeds:
+        from monitor.pollers import prestart
+
+        prestart(parse_workers())  # they import while this process imports the rest and opens the database
     url = database_url(db)
     with _single_instance(url):
         store = _open_store(url)
@@ -102,6 +115,8 @@ def start_service(config: Config, store: Store, console: Callable[[str], None] =
     """The service `monitor run` runs: its pollers started, and everything loaded so far frozen out of the
     garbage collector. Modules, config and matcher live as long as the process; without the freeze, each
     full collection scanned them again (~1 s of the service's CPU in a first poll of 2,000 feeds)."""
+    from monitor.service import Service
+
     service = Service(config, store, None, console=console, workers=parse_workers())
     gc.freeze()
     return service
@@ -149,6 +164,8 @@ async def _forever(config_dir: Path, config: Config, store: Store) -> None:
         len(config.watchlist.rules) if config.watchlist else 0,
     )
     try:
+        from monitor.scheduler import serve
+
         await serve({"poll": (service.poll, POLL_EVERY), "deliver": (service.deliver, DELIVER_EVERY),
                      "reload": (reload, RELOAD_EVERY)}, stop)  # fmt: skip
     finally:
@@ -200,6 +217,10 @@ def notify_test(config_dir: Path, channel: str | None) -> bool:
         )
 
     async def send() -> list[tuple[str, str, bool, str | None]]:
+        from monitor.service import Service
+        from monitor.store.engine import open_engine
+        from monitor.store.repo import Store
+
         service = Service(config, Store(open_engine("sqlite://")), _NoFetch(), console=_console_alert)
         try:
             return [(c, target, r.ok, r.error) for c, target, r in await service.notify_test(channel)]

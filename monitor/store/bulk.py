@@ -14,10 +14,12 @@ def upsert(session: Session, table: Any) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (the dialect is imported on use: PostgreSQL's is ~40 ms
     that a SQLite service never needs)."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 def new_ids(session: Session, table: Any, count: int) -> list[int]:
