@@ -222,3 +222,34 @@ def test_the_head_revision_constant_is_alembics_head() -> None:
     config = Config()
     config.set_main_option("script_location", str(engine_module._MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == engine_module.HEAD
+
+
+def test_instances_started_together_sync_the_same_feeds_without_an_error(database: str) -> None:
+    """Several instances read one feeds.toml at once: each inserts the feeds it does not see yet, and a row
+    another instance inserted meanwhile is no error (before, one logged a unique-constraint traceback)."""
+    engines = [open_engine(database) for _ in range(4)]
+    upgrade(engines[0])
+    specs = [spec(f"https://outlet{n}.example/rss") for n in range(300)]
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def sync(engine: object) -> None:
+        store = Store(engine)  # type: ignore[arg-type]
+        start.wait()
+        try:
+            store.sync_feeds(specs, NOW)
+        except BaseException as error:  # noqa: BLE001 - any error is the failure
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=sync, args=(engine,)) for engine in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        claimed = Store(engines[0]).claim_due(NOW, 1000, LEASE, "one")
+        assert sorted(task.url for task in claimed) == sorted(s.url for s in specs)
+    finally:
+        for engine in engines:
+            engine.dispose()
