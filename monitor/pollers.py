@@ -143,13 +143,15 @@ class Pollers:
         return await future
 
     def _dispatch(self, number: int) -> None:
-        """Send a job to the poller with the fewest jobs (holding `_lock`)."""
+        """Send a job to the poller with the fewest jobs (holding `_lock`). `hold`: its host is at its limit,
+        so the poller says at once when the request is over, before reading the body; otherwise its answer
+        says so (one message fewer)."""
         waiting = self._waiting[number]
-        self._hosts[waiting.host] = self._hosts.get(waiting.host, 0) + 1
+        busy = self._hosts[waiting.host] = self._hosts.get(waiting.host, 0) + 1
         shard = min(self._shards, key=lambda s: s.load)
         shard.load += 1
         shard.taken += 1
-        waiting.outbox = shard.put(("job", number, waiting.job))
+        waiting.outbox = shard.put(("job", number, (waiting.job, busy >= self.policy.per_host)), waiting.loop)
 
     def _release(self, waiting: _Waiting) -> None:
         """The job's request is over: its host may send the next (holding `_lock`)."""
@@ -197,7 +199,7 @@ class Pollers:
             log.exception("could not load a feed's known keys")
             keys = frozenset()
         if isinstance(waiting.outbox, queue.SimpleQueue):
-            waiting.outbox.put(("keys", number, keys))  # to the process that asked, even if it is retiring
+            waiting.outbox.put([("keys", number, keys)])  # to the process that asked, even if it is retiring
 
     def _orphaned(self, shard: _Shard, outbox: object, why: str) -> None:
         """A poller died: every job it held ends as a failed poll (the feed is polled again next time)."""
@@ -269,6 +271,7 @@ class _Shard:
         self._lock = threading.Lock()
         self._process: Any = None
         self._outbox: queue.SimpleQueue[Any] | None = None
+        self._turn: list[tuple[str, int, Any]] = []
 
     def _start(self) -> queue.SimpleQueue[Any]:
         self._process, mine = _PRESTARTED.pop() if _PRESTARTED else _spawn()
@@ -289,9 +292,10 @@ class _Shard:
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
 
-    def put(self, message: tuple[str, int, Any] | None) -> object:
+    def put(self, message: tuple[str, int, Any] | None, loop: asyncio.AbstractEventLoop | None = None) -> object:
         """Queue a message (None: finish the jobs in flight and exit); a job starts the process if needed.
-        Returns the queue it went to, which names the process."""
+        Returns the queue it went to, which names the process. With `loop`, the messages of one turn of that
+        loop go to the writing thread together: one wake-up of it, and one message, per turn."""
         with self._lock:
             outbox = self._outbox
             if outbox is None:
@@ -300,8 +304,23 @@ class _Shard:
                 outbox = self._start()
             if message is None:
                 self._outbox = None  # the next job starts a new process
-            outbox.put(message)
+                if self._turn:  # this turn's jobs first: after None the poller takes none
+                    outbox.put(self._turn)
+                    self._turn = []
+                outbox.put(None)
+            elif loop is None:
+                outbox.put([message])
+            else:
+                if not self._turn:
+                    loop.call_soon_threadsafe(self._end_turn, outbox)
+                self._turn.append(message)
             return outbox
+
+    def _end_turn(self, outbox: queue.SimpleQueue[Any]) -> None:
+        with self._lock:
+            turn, self._turn = self._turn, []
+        if turn:
+            outbox.put(turn)
 
     def _write(self, connection: Connection, outbox: queue.SimpleQueue[Any]) -> None:
         message = outbox.get()  # the matcher, policy and log level
@@ -315,7 +334,7 @@ class _Shard:
                 return
             if message is None:  # retired: the keys its jobs in flight ask for still go
                 continue
-            batch = [message]
+            batch = list(message)
             while True:  # everything queued meanwhile, in one message
                 try:
                     more = outbox.get_nowait()
@@ -324,7 +343,7 @@ class _Shard:
                 if more is None or more is _CLOSED:
                     outbox.put(more)  # after this batch
                     break
-                batch.append(more)
+                batch.extend(more)
             message = batch
 
     def _read(self, connection: Connection, outbox: queue.SimpleQueue[Any], process: subprocess.Popen[bytes]) -> None:
@@ -345,6 +364,7 @@ class _Shard:
     def stop(self) -> None:
         with self._lock:
             outbox, self._outbox = self._outbox, None
+            self._turn = []
         if outbox is not None:
             outbox.put(None)
         if self._process is not None:
@@ -437,16 +457,13 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
     asked: dict[int, asyncio.Future[Collection[str]]] = {}
 
     def receive() -> None:  # a thread, so the pipe is drained even while the loop is busy reading a body
-        retired = False
         while True:
             try:
                 message = connection.recv()
-            except (OSError, EOFError):
-                if not retired:  # the service died: nobody waits for the polls in flight
-                    loop.call_soon_threadsafe(inbox.put_nowait, "gone")
+            except (OSError, EOFError):  # the service died: nobody waits for the polls in flight
+                loop.call_soon_threadsafe(gone)
                 return
             if message is None:  # no more jobs; keys for the ones in flight may still come
-                retired = True
                 loop.call_soon_threadsafe(inbox.put_nowait, None)
                 continue
             jobs = [part for part in message if part[0] == "job"]
@@ -455,6 +472,11 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
                 loop.call_soon_threadsafe(answered, keys)
             if jobs:
                 loop.call_soon_threadsafe(inbox.put_nowait, jobs)
+
+    def gone() -> None:  # retired or not: a poll waiting for keys would wait for ever
+        for job_task in running:
+            job_task.cancel()
+        inbox.put_nowait("gone")
 
     def answered(keys: list[tuple[str, int, Any]]) -> None:
         for _, number, payload in keys:
@@ -475,10 +497,14 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
         tell("keys", number)
         return await asked[number]
 
-    async def one(number: int, job: Job) -> None:
+    def release(number: int) -> None:  # now, not at the end of this turn: a body read next holds no request
+        connection.send([("fetched", number, None)])
+
+    async def one(number: int, job: Job, hold: bool) -> None:
         try:
             outcome = await poll_feed(fetcher, job, read, lambda: datetime.now(UTC),
-                                      fetched=lambda: tell("fetched", number), known=lambda: keys(number))  # fmt: skip
+                                      fetched=(lambda: release(number)) if hold else None,
+                                      known=lambda: keys(number))  # fmt: skip
         except Exception as error:  # a bug; the feed's poll fails, the poller carries on
             log.exception("poll failed in a poller process")
             outcome = _lost(job.task, f"internal error: {type(error).__name__}")
@@ -498,16 +524,14 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
             connection.send(batch[start:end])
             start = end
 
-    threading.Thread(target=receive, daemon=True).start()
     running: set[asyncio.Task[None]] = set()
+    threading.Thread(target=receive, daemon=True).start()
     async with Fetcher(policy) as fetcher:
         while (batch := await inbox.get()) is not None:
             if batch == "gone":
-                for job_task in running:
-                    job_task.cancel()
                 break
-            for _, number, payload in batch:
-                job_task = loop.create_task(one(number, payload))
+            for _, number, (job, hold) in batch:
+                job_task = loop.create_task(one(number, job, hold))
                 running.add(job_task)
                 job_task.add_done_callback(running.discard)
         if running:

@@ -196,3 +196,45 @@ def test_a_poller_stops_when_its_service_dies(farm: FeedFarm) -> None:
         assert not alive(poller)
     finally:
         service.kill()
+
+
+def test_a_retired_poller_waiting_for_keys_stops_when_its_service_dies(farm: FeedFarm) -> None:
+    """A changed body makes the poller ask for the feed's keys; the service retires it (a reload) and dies
+    before answering: the poller must not wait for the keys for ever."""
+    farm.routes["/changed.xml"] = Route(rss(("1", "Karabakh")))
+    script = textwrap.dedent(f"""
+            import asyncio
+            from datetime import timedelta
+            from tests.test_pollers import POLICY, Job, Pollers, matcher, task
+
+            async def never(feed_id: int) -> frozenset[str]:
+                await asyncio.sleep(3600)
+                return frozenset()
+
+            async def main() -> None:
+                pollers = Pollers(1, matcher(), POLICY, never)
+                asyncio.ensure_future(pollers.poll(Job(task({farm.url("/changed.xml")!r}), None, timedelta(1))))
+                await asyncio.sleep(0.2)
+                pollers.retire()
+                print(pollers.pids()[0], flush=True)
+                await asyncio.sleep(60)
+
+            asyncio.run(main())
+        """)
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert service.stdout is not None
+        poller = int(service.stdout.readline())
+        deadline = time.monotonic() + 20
+        while not farm.requests_to("/changed.xml") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the poller has the body and waits for the keys
+        service.kill()
+        service.wait()
+        deadline = time.monotonic() + 20
+        while alive(poller) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(poller)
+    finally:
+        service.kill()
+
