@@ -9,10 +9,16 @@ Cycles, in order, each one after the other on the same database:
 For each: wall time, CPU time of the client process (children included, should it start any), feeds/s,
 new items/s, the client's peak RSS so far, and the ratio monitor/reader. The farm is reset between the two
 clients, so both meet identical feeds and identical changes; the farm's own counts of 200s and 304s are
-printed beside each cycle to show it.
+printed beside each cycle to show it, and checked to be the same for every run.
 
-    .venv/bin/python bench/cycle.py [--feeds 2000] [--workers 100] [--seed 1]
-    .venv/bin/python bench/cycle.py --feeds 2000 --clients monitor --profile /tmp/steady.prof
+Two modes (--mode, default both): in process, one long-lived process per client driven cycle by cycle; whole
+process (bench/whole.py), each cycle one new process timed from spawn to exit (`monitor run --once`,
+bench/reader_cycle.py), start-up included; with both, the two are printed side by side. --hosts one puts
+every feed on one address (monitor's per-host limit then applies to all of them); per-feed (the default)
+gives each feed its own.
+
+    .venv/bin/python bench/cycle.py [--feeds 2000] [--mode in-process|whole|both] [--hosts one|per-feed]
+    .venv/bin/python bench/cycle.py --feeds 2000 --mode in-process --clients monitor --profile /tmp/steady.prof
 
 With --profile, monitor's steady cycle runs under cProfile in every thread (the event loop, the parse
 threads, the database thread); the merged stats are written to the file (pstats format) and the top
@@ -48,9 +54,27 @@ from farm import Farm, Plan, steady_plan
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("first poll", "steady", "all 304")
 TARGETS = {"first poll": 2.5, "steady": 10.0, "all 304": 5.0}
+"""monitor's feeds/s over reader's, in process."""
+WHOLE_TARGETS = {"first poll": 2.5, "steady": 8.0, "all 304": 5.0}
+"""The same, one process per cycle: start-up weighs on the short cycles."""
+MIN_FPS = {("in process", "steady"): 1000}
+"""A floor on monitor's own feeds/s, beside the ratio."""
+PYCACHE = Path(tempfile.gettempdir()) / "monitor-bench-pycache"
 MONITOR_IN_FLIGHT = 100
 """monitor's default limit of requests in flight (`FetchPolicy.max_connections`): reader gets as many fetch
 threads. Not imported: the reader client must not load monitor's modules, they would count in its RSS."""
+
+
+def cached_bytecode() -> str:
+    """Every process this one starts reads and writes compiled bytecode under PYCACHE, as an installed program
+    reads its __pycache__. Without it, where PYTHONDONTWRITEBYTECODE is set and the checkout has no __pycache__
+    (as here), every monitor process compiled its own modules again (~0.2 s a start); the prefix keeps the
+    checkout untouched. The first run fills it: run once untimed before timing anything."""
+    was_set = os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None
+    os.environ["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    return f"bytecode: every child reads and writes it under {PYCACHE}" + (
+        " (PYTHONDONTWRITEBYTECODE, set here, is dropped for them)" if was_set else ""
+    )
 
 
 # --- measuring a process and its children ----------------------------------------------------------------
@@ -479,50 +503,27 @@ def monitor_revision() -> str:
     return head + (" with uncommitted changes in monitor/" if dirty else "")
 
 
-def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: argparse.Namespace) -> None:
-    from monitor import service as monitor_service
-    from monitor.fetch import FetchPolicy
+Rows = dict[str, dict[str, float]]
+"""client → wall, cpu, fps (feeds/s), ips (new items/s), rss (peak RSS, summed over the client's processes)."""
 
-    if FetchPolicy().max_connections != MONITOR_IN_FLIGHT:
-        print(f"note: monitor's in-flight limit is now {FetchPolicy().max_connections}, not {MONITOR_IN_FLIGHT}")
-    info = farm.info
-    print(
-        f"\n{feeds:,} loopback feeds (farm: 50 items each, {info['raw_bytes'] / feeds / 1e3:.0f} KB, "
-        f"{info['gzip_bytes'] / feeds / 1e3:.0f} KB gzipped; {farm.kinds.count('bare')} without validators, "
-        f"{farm.kinds.count('volatile')} with a new lastBuildDate on every request; one address per feed), "
-        f"{os.cpu_count()} CPUs"
-    )
-    print(
-        f"concurrency: monitor as `run --once` builds it (Fetcher defaults: {MONITOR_IN_FLIGHT} requests in "
-        f"flight, {FetchPolicy().per_host} per host; up to {getattr(monitor_service, 'CLAIM_BATCH', '?')} feeds "
-        f"claimed at once; poller processes: one per core); reader update_feeds(workers={args.workers}, "
-        f"scheduled=False): {args.workers} fetch threads"
-        + (" (= monitor's in-flight limit)" if args.workers == MONITOR_IN_FLIGHT else "")
-        + ", parsing and storing in the calling thread"
-    )
-    print(
-        "peak RSS: the client's own plus its children's (a sum: shared pages count in each); peak PSS: sampled "
-        "every 1 s over the client's process tree, shared pages counted once"
-    )
-    print(
-        "monitor's cycle is poll(every=True) then deliver() to the console channel (counted, not printed); "
-        f"monitor at {args.revision}"
-    )
+
+def phase_tables(feeds: int, results: dict[str, dict[str, Result]], whole: bool) -> dict[str, Rows]:
+    """Print one table per cycle for one mode; return the figures by cycle and client."""
     names = list(results)
     header = (
         f"{'':16}{'wall s':>9}{'CPU s':>9}{'feeds/s':>10}{'new items/s':>13}{'peak RSS MB':>13}"
         f"{'new items':>11}{'304':>7}{'errors':>8}{'alerts':>8}"
     )
-    verdicts = []
+    by_phase: dict[str, Rows] = {}
     for phase in PHASES:
         farms = {name: results[name][phase]["farm"] for name in names}
         seen = "; ".join(
             f"{n}: {f.get('200', 0):,} × 200 ({_mb(f.get('bytes', 0))} MB), {f.get('304', 0):,} × 304"
             for n, f in farms.items()
         )
-        print(f"\n{phase} — the farm answered {seen}")
+        print(f"\n{phase}{' (whole process)' if whole else ''} — the farm answered {seen}")
         print(header)
-        rows: dict[str, dict[str, float]] = {}
+        rows: Rows = {}
         for name in names:
             r = results[name][phase]
             row = {
@@ -546,36 +547,141 @@ def report(feeds: int, farm: Farm, results: dict[str, dict[str, Result]], args: 
                 f"{'monitor/reader':16}{_ratio(m['wall'], d['wall']):>9}{_ratio(m['cpu'], d['cpu']):>9}"
                 f"{_ratio(m['fps'], d['fps']):>10}{_ratio(m['ips'], d['ips']):>13}{_ratio(m['rss'], d['rss']):>13}"
             )
-            target = TARGETS[phase]
-            ok = m["fps"] >= target * d["fps"] and (phase != "steady" or m["fps"] >= 1000)
-            extra = " and ≥ 1,000 feeds/s" if phase == "steady" else ""
-            verdicts.append(
-                f"{phase}: monitor {m['fps'] / d['fps']:.2f}x reader's feeds/s ({m['fps']:,.0f}/s), "
-                f"target ≥ {target:g}x{extra}: {'met' if ok else 'NOT met'}"
-            )
-        if "monitor" in results:
+        if "monitor" in results and not whole:
             r = results["monitor"][phase]
             print(
                 f"{'':16}monitor: poll {r['poll_wall']:.2f} s + deliver {r['wall'] - r['poll_wall']:.2f} s "
                 f"({r['sent']:,} alerts sent)"
             )
+        if "reader" in results and whole:
+            r = results["reader"][phase]
+            stages = ("import", "open", "add", "update", "close")
+            print(
+                f"{'':16}reader, inside its process: "
+                + ", ".join(f"{stage} {r[stage + '_s']:.2f} s" for stage in stages if stage + "_s" in r)
+                + (" (add: 0 feeds, the database exists)" if not r.get("new_db", True) else "")
+                + f"; the rest of the wall time ({r['wall'] - sum(r.get(s + '_s', 0) for s in stages):.2f} s) is "
+                "the interpreter's start and exit"
+            )
         for name in names:
             r = results[name][phase]
+            split = " (sampled)" if whole else ""
             print(
                 f"{'':16}{name}: {r['processes']} process(es), CPU {r['cpu_main']:.2f} s main + "
-                f"{r['cpu'] - r['cpu_main']:.2f} s children, peak RSS {_mb(r['peak_rss_main'])} MB main + "
+                f"{r['cpu'] - r['cpu_main']:.2f} s children{split}, peak RSS {_mb(r['peak_rss_main'])} MB main + "
                 f"{_mb(r['peak_rss_children'])} MB children, peak PSS {_mb(r['peak_pss'])} MB"
             )
+        by_phase[phase] = rows
+    return by_phase
+
+
+def verdicts(
+    label: str, by_phase: dict[str, Rows], results: dict[str, dict[str, Result]], targets: dict[str, float]
+) -> list[str]:
+    """The targets of one mode, met / NOT met."""
+    lines = []
+    for phase in PHASES:
+        rows = by_phase[phase]
+        if "monitor" not in rows or "reader" not in rows:
+            continue
+        m, d = rows["monitor"], rows["reader"]
+        floor = MIN_FPS.get((label, phase), 0)
+        ok = m["fps"] >= targets[phase] * d["fps"] and m["fps"] >= floor
+        extra = f" and ≥ {floor:,} feeds/s" if floor else ""
+        lines.append(
+            f"{label}, {phase}: monitor {m['fps'] / d['fps']:.2f}x reader's feeds/s ({m['fps']:,.0f}/s), "
+            f"target ≥ {targets[phase]:g}x{extra}: {'met' if ok else 'NOT met'}"
+        )
     if "monitor" in results:
         peak = max(r["peak_rss"] for r in results["monitor"].values())
         pss = max(r["peak_pss"] for r in results["monitor"].values())
-        verdicts.append(
-            f"monitor peak RSS {_mb(peak)} MB (sum over its processes; peak PSS {_mb(pss)} MB), target ≤ 300 MB: "
-            + ("met" if peak <= 300e6 else "met by PSS only" if pss <= 300e6 else "NOT met")
+        lines.append(
+            f"{label}, monitor peak RSS {_mb(peak)} MB (sum over its processes; peak PSS {_mb(pss)} MB), "
+            "target < 300 MB: " + ("met" if peak < 300e6 else "met by PSS only" if pss < 300e6 else "NOT met")
         )
-    if verdicts:
-        print("\ntargets (DESIGN.md §9, issue 4):")
-        for line in verdicts:
+    return lines
+
+
+def check_farm_counts(runs: dict[str, dict[str, dict[str, Result]]]) -> None:
+    """Every run should have met the same answers: the same 200s and 304s in each cycle."""
+    differ = []
+    for phase in PHASES:
+        seen = {
+            f"{name} ({mode})": (r[phase]["farm"].get("200", 0), r[phase]["farm"].get("304", 0))
+            for mode, results in runs.items()
+            for name, r in results.items()
+        }
+        if len(set(seen.values())) > 1:
+            differ.append(f"{phase}: " + ", ".join(f"{k} {a:,} × 200 {b:,} × 304" for k, (a, b) in seen.items()))
+    if differ:
+        print("\nNOTE: the farm's counts differ between runs (the clients did not meet the same answers):")
+        for line in differ:
+            print(f"  {line}")
+    else:
+        runs_count = sum(map(len, runs.values()))
+        print(f"\nthe farm's counts of 200s and 304s are the same in every cycle for all {runs_count} runs")
+
+
+def report(
+    feeds: int,
+    farm: Farm,
+    results: dict[str, dict[str, Result]],
+    whole_results: dict[str, dict[str, Result]],
+    args: argparse.Namespace,
+) -> None:
+    from monitor import service as monitor_service
+    from monitor.fetch import FetchPolicy
+
+    if FetchPolicy().max_connections != MONITOR_IN_FLIGHT:
+        print(f"note: monitor's in-flight limit is now {FetchPolicy().max_connections}, not {MONITOR_IN_FLIGHT}")
+    info = farm.info
+    hosts = "one address per feed" if farm.hosts >= feeds else f"{farm.hosts:,} address(es) for all the feeds"
+    print(
+        f"\n{feeds:,} loopback feeds (farm: 50 items each, {info['raw_bytes'] / feeds / 1e3:.0f} KB, "
+        f"{info['gzip_bytes'] / feeds / 1e3:.0f} KB gzipped; {farm.kinds.count('bare')} without validators, "
+        f"{farm.kinds.count('volatile')} with a new lastBuildDate on every request; {hosts}), "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"concurrency: monitor as `run --once` builds it (Fetcher defaults: {MONITOR_IN_FLIGHT} requests in "
+        f"flight, {FetchPolicy().per_host} per host; up to {getattr(monitor_service, 'CLAIM_BATCH', '?')} feeds "
+        f"claimed at once; poller processes: one per core); reader update_feeds(workers={args.workers}, "
+        f"scheduled=False): {args.workers} fetch threads"
+        + (" (= monitor's in-flight limit)" if args.workers == MONITOR_IN_FLIGHT else "")
+        + ", parsing and storing in the calling thread"
+    )
+    print(
+        "peak RSS: the client's own plus its children's (a sum: shared pages count in each); peak PSS: sampled "
+        "over the client's process tree, shared pages counted once"
+    )
+    print(
+        "in process: monitor's cycle is poll(every=True) then deliver() to the console channel (counted, not "
+        "printed); whole process: `python -m monitor run --once` (stdout to a file) and bench/reader_cycle.py, "
+        f"one process per cycle, timed from spawn to exit; monitor at {args.revision}"
+    )
+    print(args.bytecode)
+    lines: list[str] = []
+    inproc: dict[str, Rows] = {}
+    by_process: dict[str, Rows] = {}
+    if results:
+        print("\n=== in process")
+        inproc = phase_tables(feeds, results, whole=False)
+        lines += verdicts("in process", inproc, results, TARGETS)
+    if whole_results:
+        print("\n=== whole process (each cycle one new process, start-up included)")
+        by_process = phase_tables(feeds, whole_results, whole=True)
+        lines += verdicts("whole process", by_process, whole_results, WHOLE_TARGETS)
+    check_farm_counts({m: r for m, r in (("in process", results), ("whole", whole_results)) if r})
+    if inproc and by_process:
+        import whole
+
+        whole.side_by_side(inproc, by_process)
+    if lines:
+        print(
+            f"\ntargets ({feeds:,} feeds, {hosts}; in process: DESIGN.md §9, issue 4; "
+            "whole process: the start-up issue):"
+        )
+        for line in lines:
             print(f"  {line}")
     if "monitor" in results and "profile" in results["monitor"][args.profile_phase]:
         print(f"\nprofile of monitor's {args.profile_phase} cycle (cProfile, every thread; stats in {args.profile}):")
@@ -593,6 +699,18 @@ def main() -> None:
         help="reader's update_feeds workers (default: monitor's in-flight request limit)",
     )
     parser.add_argument("--clients", default="monitor,reader", help="which clients, in order (monitor,reader)")
+    parser.add_argument(
+        "--mode",
+        choices=["in-process", "whole", "both"],
+        default="both",
+        help="in-process: one long-lived process per client; whole: one process per cycle, timed with its start-up",
+    )
+    parser.add_argument(
+        "--hosts",
+        choices=["one", "per-feed"],
+        default="per-feed",
+        help="one: every feed on one address; per-feed: an address per feed",
+    )
     parser.add_argument("--profile", help="cProfile monitor's steady cycle into this file (pstats format)")
     parser.add_argument("--profile-phase", choices=PHASES, default="steady", help="the cycle to profile")
     parser.add_argument("--phase-timeout", type=float, default=1800.0, help="give up on a cycle after this many s")
@@ -606,19 +724,31 @@ def main() -> None:
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     if not clients or any(c not in ("monitor", "reader") for c in clients):
         parser.error("--clients takes monitor, reader or both")
+    if args.profile and args.mode != "in-process":
+        parser.error("--profile profiles the in-process client: add --mode in-process")
+    import whole  # imports this file as `cycle`: only the parent needs it
+
+    args.bytecode = cached_bytecode()
     started = time.perf_counter()
     args.revision = monitor_revision()
     load_before = os.getloadavg()[0]
-    print(f"starting the farm ({args.feeds:,} feeds) ...", file=sys.stderr, flush=True)
-    with Farm(args.feeds, args.seed) as farm, tempfile.TemporaryDirectory(prefix="monitor-cycle-") as tmp:
+    print(f"starting the farm ({args.feeds:,} feeds, hosts: {args.hosts}) ...", file=sys.stderr, flush=True)
+    hosts = 1 if args.hosts == "one" else None
+    with Farm(args.feeds, args.seed, hosts=hosts) as farm, tempfile.TemporaryDirectory(prefix="monitor-cycle-") as tmp:
         print(f"  farm ready in {farm.info['setup_s']} s", file=sys.stderr, flush=True)
         plans: dict[str, Plan | None] = {
             "first poll": None,
             "steady": steady_plan(farm.kinds, random.Random(f"plan:{args.seed}")),
             "all 304": Plan(force_304=True),
         }
-        results = {name: run_client(name, farm, plans, args, Path(tmp)) for name in clients}
-        report(args.feeds, farm, results, args)
+        results, whole_results = {}, {}
+        if args.mode in ("in-process", "both"):
+            results = {name: run_client(name, farm, plans, args, Path(tmp)) for name in clients}
+        if args.mode in ("whole", "both"):
+            whole_results = {name: whole.run_client(name, farm, plans, args, Path(tmp)) for name in clients}
+        report(args.feeds, farm, results, whole_results, args)
+    if monitor_revision() != args.revision:
+        print(f"\nNOTE: monitor changed during the run: {args.revision} at the start, {monitor_revision()} at the end")
     print(
         f"\n(total {time.perf_counter() - started:.0f} s; 1-minute load average {load_before:.2f} at the start, "
         f"{os.getloadavg()[0]:.2f} at the end: other work on the machine skews both clients' figures)"

@@ -308,7 +308,7 @@ class _Shard:
                     outbox.put(self._turn)
                     self._turn = []
                 outbox.put(None)
-            elif loop is None:
+            elif loop is None or not _running_in(loop):  # a release from an answer: no loop turn to wait for
                 outbox.put([message])
             else:
                 if not self._turn:
@@ -369,6 +369,13 @@ class _Shard:
             outbox.put(None)
         if self._process is not None:
             _reap(self._process)
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 _PRESTARTED: list[tuple[subprocess.Popen[bytes], Connection]] = []

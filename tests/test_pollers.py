@@ -237,4 +237,3 @@ def test_a_retired_poller_waiting_for_keys_stops_when_its_service_dies(farm: Fee
         assert not alive(poller)
     finally:
         service.kill()
-

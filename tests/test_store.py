@@ -238,7 +238,7 @@ def test_instances_started_together_sync_the_same_feeds_without_an_error(databas
         start.wait()
         try:
             store.sync_feeds(specs, NOW)
-        except BaseException as error:  # noqa: BLE001 - any error is the failure
+        except BaseException as error:  # any error is the failure
             errors.append(error)
 
     try:
