@@ -16,20 +16,22 @@ import logging
 import random
 import socket
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor import notify
+from monitor.batching import Batched, GroupCommit
 from monitor.config import ChannelSpec, Config, FeedsConfig
 from monitor.config.loader import CONSOLE
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
 from monitor.policy import FetchPolicy, mask_url
-from monitor.pollers import FetchLike, Job, Pollers, poll_feed, read_and_match
+from monitor.poller import FetchLike, Job, poll_feed, read_and_match
+from monitor.pollers import Pollers
 from monitor.records import DeliveryTask, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
 from monitor.store.alerting import Route
@@ -138,7 +140,7 @@ class Service:
         self._pollers: Pollers | None = None
         self._formats: dict[str, Format] = {}
         self._seen: dict[int, dict[str, None]] = {}
-        self._key_reads: _Batched[int, list[str]] = _Batched(lambda feed_ids: self._in_db(self._read_keys, feed_ids))
+        self._key_reads: Batched[int, list[str]] = Batched(lambda feed_ids: self._in_db(self._read_keys, feed_ids))
         self.reload(config)
 
     def reload(self, config: Config) -> None:
@@ -181,7 +183,7 @@ class Service:
             await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
             self._synced = True
         seen: set[int] = set()
-        writer: _GroupCommit[Poll, StoredPoll] = _GroupCommit(self._record_polls)
+        writer: GroupCommit[Poll, StoredPoll] = GroupCommit(self._record_polls)
         # Feeds in flight, from claim to stored: enough to keep every poller busy (150 left them idle between
         # answers). Bodies are bounded by each fetcher's connections; this bounds the outcomes (a first
         # poll's carry every item of the feed) waiting for the database.
@@ -218,7 +220,7 @@ class Service:
         return await poll_feed(self.fetcher, job, self._read, self.now, known=lambda: self._known(task.feed_id))
 
     async def _store(
-        self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: _GroupCommit[Poll, StoredPoll]
+        self, task: FeedTask, outcome: PollOutcome, due: datetime | None, writer: GroupCommit[Poll, StoredPoll]
     ) -> StoredPoll:
         stored = await writer.add(Poll(outcome, due))
         # Committed now, by this instance or (on conflict) another. A first poll stored every entry the feed
@@ -412,99 +414,13 @@ class Service:
         return results
 
 
-class _GroupCommit(Generic[T, R]):
-    """Runs `write` on everything added while the previous write ran (group commit): a busy stretch makes a
-    few large transactions, a quiet one waits for nothing. `add` gives each item's result as a future; a
-    failed write fails the futures of its batch, and the next batch is tried as usual. With `most`, `room`
-    waits while that many items are pending."""
-
-    def __init__(self, write: Callable[[list[T]], Awaitable[Sequence[R]]], most: int | None = None) -> None:
-        self.write, self.most = write, most
-        self.pending: list[tuple[T, asyncio.Future[R]]] = []
-        self.wakeup, self.taken = asyncio.Event(), asyncio.Event()
-        self.closed = False
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    def add(self, item: T) -> asyncio.Future[R]:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self.pending.append((item, future))
-        self.wakeup.set()
-        return future
-
-    async def room(self) -> None:
-        while self.most is not None and len(self.pending) >= self.most and not self.task.done():
-            self.taken.clear()
-            await self.taken.wait()
-
-    async def close(self) -> None:
-        """Returns once everything added is written (or failed)."""
-        self.closed = True
-        self.wakeup.set()
-        await self.task
-
-    async def _run(self) -> None:
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            batch, self.pending = self.pending, []
-            self.taken.set()
-            if batch:
-                try:
-                    results = await self.write([item for item, _ in batch])
-                except Exception as error:  # the callers see it; the next batch is tried as usual
-                    for _, future in batch:
-                        future.set_exception(error)
-                else:
-                    for (_, future), result in zip(batch, results, strict=True):
-                        future.set_result(result)
-            if self.closed and not self.pending:
-                return
-
-
-class _Batched(Generic[T, R]):
-    """Calls answered together: `read` takes a list of arguments and returns the answers in order. The calls
-    of one turn of the event loop go as one, and while one read runs, every call that comes meanwhile waits
-    for the next (as `_GroupCommit` does for writes)."""
-
-    def __init__(self, read: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
-        self._call = read
-        self._asked: list[tuple[T, asyncio.Future[R]]] = []
-        self._running = False
-
-    async def read(self, argument: T) -> R:
-        loop = asyncio.get_running_loop()
-        if not self._asked and not self._running:
-            loop.call_soon(lambda: loop.create_task(self._run()))
-        future: asyncio.Future[R] = loop.create_future()
-        self._asked.append((argument, future))
-        return await future
-
-    async def _run(self) -> None:
-        self._running = True
-        try:
-            while self._asked:
-                asked, self._asked = self._asked, []
-                try:
-                    answers = await self._call([argument for argument, _ in asked])
-                except Exception as error:
-                    for _, future in asked:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for (_, future), answer in zip(asked, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
-        finally:
-            self._running = False
-
-
 class _Marks:
     """Sent deliveries, marked in the database a group at a time: one UPDATE for the alerts sent while the
     previous one ran, so a burst of sends is not paced by a transaction each. At most MAX_UNMARKED sends
     wait for their mark: all that a crash could send twice."""
 
     def __init__(self, service: Service) -> None:
-        self._commit = _GroupCommit(service._mark_sent, most=MAX_UNMARKED)
+        self._commit = GroupCommit(service._mark_sent, most=MAX_UNMARKED)
         self._marks: list[asyncio.Future[None]] = []
 
     async def sent(self, delivery_ids: list[int], now: datetime) -> None:

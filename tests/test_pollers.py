@@ -20,7 +20,8 @@ import pytest
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.pipeline.match import Matcher, RuleSpec
 from monitor.pipeline.query import parse
-from monitor.pollers import Job, Pollers, poll_feed, read_and_match
+from monitor.poller import Job, poll_feed, read_and_match
+from monitor.pollers import Pollers
 from monitor.records import FeedTask, FetchResult, PollOutcome
 from tests.conftest import REPO
 from tests.servers import FeedFarm, Route, running
