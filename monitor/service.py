@@ -41,7 +41,6 @@ from monitor.watch import build_matcher
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
-R = TypeVar("R")
 
 FEED_LEASE = timedelta(minutes=5)
 DELIVERY_LEASE = timedelta(minutes=2)
