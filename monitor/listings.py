@@ -53,7 +53,7 @@ def show_alerts(db: str | None, limit: int | None, as_json: bool) -> None:
     _emit(
         "alerts", alerts, limit, as_json,
         columns=("detected", "story", "alert", "priority", "headline", "outlets", "rules", "deliveries"),
-        row=_alert_row, record=_alert_json, note="newest first", total=None if len(alerts) <= (shown or 0) else -1,
+        row=_alert_row, record=_alert_json, note="newest first", counted=False,
     )  # fmt: skip
 
 
@@ -64,8 +64,7 @@ def show_stories(db: str | None, since: timedelta, limit: int | None, as_json: b
     _emit(
         f"stories first seen in the last {format_duration(since)}", stories, limit, as_json,
         columns=("story", "first seen", "priority", "headline", "outlets", "rules", "alerts"),
-        row=_story_row, record=lambda view: story_json(view, iso), note="newest first",
-        total=None if len(stories) <= (shown or 0) else -1,
+        row=_story_row, record=lambda view: story_json(view, iso), note="newest first", counted=False,
     )  # fmt: skip
 
 
@@ -94,10 +93,10 @@ def _shown(limit: int | None, as_json: bool) -> int | None:
 
 def _emit(
     title: str, rows: Sequence[Any], limit: int | None, as_json: bool, *, columns: Row,
-    row: Callable[[Any], Row], record: Callable[[Any], dict[str, Any]], note: str, total: int | None = None,
+    row: Callable[[Any], Row], record: Callable[[Any], dict[str, Any]], note: str, counted: bool = True,
 ) -> None:  # fmt: skip
-    """Print `rows` (already in order) as JSON Lines, tab-separated text or a table; `total` -1 means
-    more rows exist than were read."""
+    """Print `rows` (already in order) as JSON Lines, tab-separated text or a table. `counted`: `rows` is
+    every row; otherwise one row more than is shown was read, to know that more exist."""
     shown = _shown(limit, as_json)
     chosen = rows if shown is None else rows[:shown]
     out = sys.stdout
@@ -109,7 +108,7 @@ def _emit(
     else:
         left, more = len(rows) - len(chosen), ""
         if left:
-            more = f"; {left if total is None else 'some'} more not shown: --limit N, or --json for all"
+            more = f"; {left if counted else 'some'} more not shown: --limit N, or --json for all"
         _table(title, columns, (row(r) for r in chosen), f"{len(chosen)} shown, {note}{more}")
     out.flush()
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -185,16 +185,23 @@ def test_a_poller_stops_when_its_service_dies(farm: FeedFarm) -> None:
 
             asyncio.run(main())
         """)
+    assert poller_outlives_its_killed_service(script, lambda: None) is False
+
+
+def poller_outlives_its_killed_service(script: str, before_kill: Callable[[], None]) -> bool:
+    """Run `script` (a service that prints its poller's pid), kill it without a goodbye once `before_kill`
+    returns, and say whether the poller is still running 20 s later."""
     service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert service.stdout is not None
         poller = int(service.stdout.readline())
-        service.kill()  # no goodbye: the poller's end of the pipe just closes
+        before_kill()
+        service.kill()  # the poller's end of the pipe just closes
         service.wait()
         deadline = time.monotonic() + 20
         while alive(poller) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive(poller)
+        return alive(poller)
     finally:
         service.kill()
 
@@ -222,19 +229,11 @@ def test_a_retired_poller_waiting_for_keys_stops_when_its_service_dies(farm: Fee
 
             asyncio.run(main())
         """)
-    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert service.stdout is not None
-        poller = int(service.stdout.readline())
+
+    def until_the_body_is_in() -> None:
         deadline = time.monotonic() + 20
         while not farm.requests_to("/changed.xml") and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # the poller has the body and waits for the keys
-        service.kill()
-        service.wait()
-        deadline = time.monotonic() + 20
-        while alive(poller) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not alive(poller)
-    finally:
-        service.kill()
+
+    assert poller_outlives_its_killed_service(script, until_the_body_is_in) is False

@@ -11,9 +11,14 @@ from sqlmodel import Session
 
 
 def upsert(session: Session, table: Any) -> Any:
+    """The session's dialect's INSERT, which has ON CONFLICT."""
+    return dialect_insert(session.get_bind().dialect.name, table)
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (the dialect is imported on use: PostgreSQL's is ~40 ms
     that a SQLite service never needs)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table)

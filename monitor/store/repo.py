@@ -34,6 +34,7 @@ from monitor.records import (
 )
 from monitor.store import polls as polls_module
 from monitor.store.alerting import Router
+from monitor.store.bulk import dialect_insert
 from monitor.store.polls import Poll, StoredPoll
 from monitor.store.tables import (
     DELIVERY,
@@ -104,6 +105,7 @@ class Store:
         together all sync the same feeds.toml."""
         wanted = {spec.url: spec for spec in specs}
         feed = FEED.c
+        dialect = self.engine.dialect.name
         with self.engine.begin() as connection:
             rows = {url: (i, name, active) for i, url, name, active in
                     connection.execute(sa_select(feed.id, feed.config_url, feed.name, feed.active))}  # fmt: skip
@@ -112,11 +114,17 @@ class Store:
                 chunk = added[start : start + 500]
                 feeds = [{"config_url": u, "url": u, "name": wanted[u].name, "active": True, "created_at": now}
                          for u in chunk]  # fmt: skip
-                connection.execute(self._insert(FEED).on_conflict_do_nothing(index_elements=["config_url"]), feeds)
+                connection.execute(
+                    dialect_insert(dialect, FEED).on_conflict_do_nothing(index_elements=["config_url"]),
+                    feeds,
+                )
                 found: Any = connection.execute(sa_select(feed.id).where(feed.config_url.in_(chunk)))
                 states = [{"feed_id": i, "status": "new", "next_poll_at": now, "error_count": 0, "item_count": 0,
                            "permanent_hits": 0} for i in found.scalars()]  # fmt: skip
-                connection.execute(self._insert(FEED_STATE).on_conflict_do_nothing(index_elements=["feed_id"]), states)
+                connection.execute(
+                    dialect_insert(dialect, FEED_STATE).on_conflict_do_nothing(index_elements=["feed_id"]),
+                    states,
+                )
             changed = [{"feed_id": i, "new_name": wanted[url].name} for url, (i, name, active) in rows.items()
                        if url in wanted and (name != wanted[url].name or not active)]  # fmt: skip
             if changed:
@@ -127,16 +135,6 @@ class Store:
             removed = [i for url, (i, _, active) in rows.items() if url not in wanted and active]
             for start in range(0, len(removed), 500):
                 connection.execute(update(FEED).where(feed.id.in_(removed[start : start + 500])).values(active=False))
-
-    def _insert(self, table: Any) -> Any:
-        """The dialect's INSERT, which has ON CONFLICT."""
-        if self._postgres:
-            from sqlalchemy.dialects import postgresql
-
-            return postgresql.insert(table)
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(table)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta, owner: str, every: bool = False,
                   exclude: Collection[int] = ()) -> list[FeedTask]:  # fmt: skip
