@@ -74,15 +74,16 @@ def read_body(
 
     With `known` (keys the feed has stored), a pre-scan finds the entries not among them, and feedparser
     reads only those, cut out of the real body; a body with none is not parsed at all."""
-    # Imported on use: the service's process never reads a body when pollers do (feedparser, courlan and
-    # their imports are ~150 ms of its start-up and ~15 MB).
+    digest = triage(task, result)
+    if isinstance(digest, PollOutcome):
+        return digest
+    # Imported on use, after the triage: the service's process never reads a body when pollers do, and a
+    # poller whose feeds all answer 304 never loads them (feedparser, courlan and their imports: ~150 ms
+    # and ~15 MB).
     from monitor.pipeline.normalize import normalize
     from monitor.pipeline.parse import ParseFailure, parse_feed
     from monitor.pipeline.prescan import only, scan
 
-    digest = triage(task, result)
-    if isinstance(digest, PollOutcome):
-        return digest
     body = result.body
     entries: int | None = None
     if known is not None and (found := scan(body)) is not None:
