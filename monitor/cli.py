@@ -144,13 +144,21 @@ def run(
         bool, typer.Option("--once", help="One full cycle over every feed, deliver what is due, exit.")
     ] = False,
     log_level: LogLevel = "INFO",
-) -> None:
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", envvar="MONITOR_METRICS_PORT", min=0, max=65535,
+                     help="Serve Prometheus metrics (/metrics) and a health probe (/healthz) on this port."),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", envvar="MONITOR_METRICS_HOST", help="Address the metrics port binds.")
+    ] = "127.0.0.1",
+) -> None:  # fmt: skip
     """The service: poll feeds when due, match, store, and notify; stops cleanly on Ctrl-C or SIGTERM."""
     from monitor import runner
 
     logs.setup(log_level)
     with _user_errors():
-        runner.run(config_dir, db, once=once)
+        runner.run(config_dir, db, once=once, metrics=None if metrics_port is None else (metrics_host, metrics_port))
 
 
 Limit = Annotated[
@@ -198,6 +206,21 @@ def stories(
         except ValueError as e:
             raise MonitorError(f"--since: {e}") from e
         listings.show_stories(db, window, limit, as_json)
+
+
+@app.command()
+def stats(
+    config_dir: ConfigDir = Path("config"),
+    db: DatabaseUrl = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=3660, help="Today and the days before it (UTC).")] = 7,
+    limit: Limit = None,
+    as_json: Json = False,
+) -> None:
+    """Per day: items per feed, alerts per rule, deliveries sent, failed and dead per channel; feeds failing now."""
+    from monitor import listings
+
+    with _user_errors():
+        listings.show_stats(db, days, limit, as_json)
 
 
 @app.command("notify-test")

@@ -1,4 +1,4 @@
-"""`monitor feeds`, `monitor alerts` and `monitor stories`: what the database holds, for an operator.
+"""`monitor feeds`, `alerts`, `stories` and `stats`: what the database holds, for an operator.
 
 On a terminal, a Rich table of what fits the screen, failing and newest first, and a line saying how many
 rows are left out. Piped, every row as tab-separated text under a header line (one row per line, for grep,
@@ -26,6 +26,7 @@ from monitor.policy import mask_url
 from monitor.records import AlertView
 from monitor.store.engine import DEFAULT_URL, open_engine, upgrade
 from monitor.store.repo import DeliveryState, FeedHealth, Store
+from monitor.store.stats import DayCount, DayDeliveries, daily
 from monitor.store.views import StoryView, recent_stories, story_json
 
 HEALTHY = frozenset({"ok", "not_modified", "unchanged", "new"})
@@ -66,6 +67,44 @@ def show_stories(db: str | None, since: timedelta, limit: int | None, as_json: b
         columns=("story", "first seen", "priority", "headline", "outlets", "rules", "alerts"),
         row=_story_row, record=lambda view: story_json(view, iso), note="newest first", counted=False,
     )  # fmt: skip
+
+
+def show_stats(db: str | None, days: int, limit: int | None, as_json: bool) -> None:
+    """Per day (UTC) over the last `days`: items per feed, alerts per rule, deliveries per channel; then the
+    feeds failing now. With `--json`, one object per row, each naming its `table`."""
+    engine = existing_engine(db)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    stats = daily(engine, today - timedelta(days=days - 1))
+    failing = sorted((f for f in Store(engine).feed_health() if not _healthy(f)), key=_feed_order)
+    span = "today" if days == 1 else f"the last {days} days (UTC)"
+    sections: list[tuple[str, Sequence[Any], Row, Callable[[Any], Row], Callable[[Any], dict[str, Any]], str]] = [
+        (f"items stored per feed, {span}", stats.items, ("day", "feed", "items"), _count_row,
+         lambda c: {"table": "items", "day": c.day, "feed": c.name, "items": c.count}, "busiest first"),
+        (f"alerts per rule, {span}", stats.alerts, ("day", "rule", "alerts"), _count_row,
+         lambda c: {"table": "alerts", "day": c.day, "rule": c.name, "alerts": c.count},
+         "an alert counts under each rule it names"),
+        (f"deliveries per channel, {span}", stats.deliveries,
+         ("day", "channel", "sent", "failed attempts", "dead", "pending", "cancelled"), _delivery_row,
+         _delivery_json, "by the day their alert was queued"),
+        ("feeds failing now", failing, ("feed", "status", "last success", "last error"),
+         lambda f: _feed_row(f)[:4], lambda f: {"table": "failing", **_feed_json(f)},
+         f"{len(failing)} failing" if failing else "none failing"),
+    ]  # fmt: skip
+    for title, rows, columns, row, record, note in sections:
+        _emit(title, rows, limit, as_json, columns=columns, row=row, record=record, note=note)
+
+
+def _count_row(count: DayCount) -> Row:
+    return (count.day, count.name, str(count.count))
+
+
+def _delivery_row(d: DayDeliveries) -> Row:
+    return (d.day, d.channel, str(d.sent), str(d.failed), str(d.dead), str(d.pending), str(d.cancelled))
+
+
+def _delivery_json(d: DayDeliveries) -> dict[str, Any]:
+    return {"table": "deliveries", "day": d.day, "channel": d.channel, "sent": d.sent, "failed": d.failed,
+            "dead": d.dead, "pending": d.pending, "cancelled": d.cancelled}  # fmt: skip
 
 
 def existing_engine(db: str | None) -> Engine:

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,15 @@ async def poll_feed(
     `fetched` is told when the request is over. A job that does not carry the feed's known keys (the
     service has not read them since it started) asks `known` for them, and only when the body has changed:
     a 304 or the same body needs none."""
+    started = time.perf_counter()
+    outcome = await _poll(fetcher, job, read, now, fetched, known)
+    return replace(outcome, seconds=time.perf_counter() - started)
+
+
+async def _poll(
+    fetcher: FetchLike, job: Job, read: Read, now: Callable[[], datetime],
+    fetched: Callable[[], None] | None, known: Callable[[], Awaitable[Collection[str]]] | None,
+) -> PollOutcome:  # fmt: skip
     task = job.task
     result = await fetcher.fetch(task.url, task.etag, task.last_modified)
     if fetched is not None:

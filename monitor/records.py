@@ -167,6 +167,8 @@ class FeedTask:
     error_count: int
     permanent_url: str | None
     permanent_hits: int
+    due_at: datetime | None = None
+    """When the poll was due (None: never scheduled): how late the scheduler is."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class PollOutcome:
     """How many entries the feed's body held (0 when it was not read)."""
     first_poll: bool = False
     """The feed's first successful poll: every entry is new, and none can be a storm of old ones."""
+    seconds: float = 0.0
+    """How long the poll took, from the request to the items read and matched."""
 
 
 @dataclass(frozen=True)

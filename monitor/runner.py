@@ -23,6 +23,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.records import FetchResult
 
 if TYPE_CHECKING:  # imported when the service starts, after its pollers (see `run`)
+    from monitor.metrics import Metrics
     from monitor.service import Service
     from monitor.store.repo import Store
 
@@ -91,40 +92,72 @@ def _open_store(url: str) -> Store:
     return store
 
 
-def run(config_dir: Path, db: str | None, once: bool) -> None:
-    """`monitor run` and `monitor run --once`."""
+def run(config_dir: Path, db: str | None, once: bool, metrics: tuple[str, int] | None = None) -> None:
+    """`monitor run` and `monitor run --once`; `metrics`: (host, port) to serve /metrics and /healthz on."""
     config = load_config(config_dir)
-    if config.feeds is not None and config.feeds.feeds:
-        from monitor.pollers import prestart
+    opened: list[Store] = []
+    with _metrics(metrics, opened) as counted:  # before anything starts: a port in use is a user's error
+        if config.feeds is not None and config.feeds.feeds:
+            from monitor.pollers import prestart
 
-        prestart(parse_workers())  # they import while this process imports the rest and opens the database
-    url = database_url(db)
-    with _single_instance(url):
-        store = _open_store(url)
-        if once:
-            asyncio.run(_once(config, store))
-        else:
-            asyncio.run(_forever(config_dir, config, store))
+            prestart(parse_workers())  # they import while this process imports the rest and opens the database
+        url = database_url(db)
+        with _single_instance(url):
+            store = _open_store(url)
+            opened.append(store)
+            if once:
+                asyncio.run(_once(config, store, counted))
+            else:
+                asyncio.run(_forever(config_dir, config, store, counted))
+
+
+@contextmanager
+def _metrics(where: tuple[str, int] | None, opened: list[Store]) -> Iterator[Metrics | None]:
+    """The metrics endpoint, when asked for; it reads the database once `opened` holds the store."""
+    if where is None:
+        yield None
+        return
+    from monitor.metrics import Metrics, MetricsServer
+    from monitor.store.stats import database_problem, feed_status_counts
+
+    metrics = Metrics()
+    metrics.watch_feeds(lambda: feed_status_counts(opened[0].engine) if opened else {})
+    host, port = where
+    try:
+        server = MetricsServer(
+            metrics,
+            host,
+            port,
+            lambda: database_problem(opened[0].engine) if opened else "the database is not open yet",
+        ).start()
+    except OSError as e:
+        raise MonitorError(f"--metrics-port: cannot listen on {host}:{port} ({e.strerror})") from None
+    log.info("metrics on http://%s:%d/metrics, health on /healthz", host, server.port)
+    try:
+        yield metrics
+    finally:
+        server.close()
 
 
 def _console_alert(text: str) -> None:
     print(text, flush=True)
 
 
-def start_service(config: Config, store: Store, console: Callable[[str], None] = _console_alert) -> Service:
+def start_service(config: Config, store: Store, console: Callable[[str], None] = _console_alert,
+                  metrics: Metrics | None = None) -> Service:  # fmt: skip
     """The service `monitor run` runs: its pollers started, and everything loaded so far frozen out of the
     garbage collector. Modules, config and matcher live as long as the process; without the freeze, each
     full collection scanned them again (~1 s of the service's CPU in a first poll of 2,000 feeds)."""
     from monitor.service import Service
 
-    service = Service(config, store, None, console=console, workers=parse_workers())
+    service = Service(config, store, None, console=console, workers=parse_workers(), metrics=metrics)
     gc.freeze()
     return service
 
 
-async def _once(config: Config, store: Store) -> None:
+async def _once(config: Config, store: Store, metrics: Metrics | None) -> None:
     assert config.feeds is not None
-    service = start_service(config, store)
+    service = start_service(config, store, metrics=metrics)
     try:
         if sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -143,20 +176,24 @@ async def _once(config: Config, store: Store) -> None:
     print(f"{report}; deliveries: {deliveries}")
 
 
-async def _forever(config_dir: Path, config: Config, store: Store) -> None:
+async def _forever(config_dir: Path, config: Config, store: Store, metrics: Metrics | None) -> None:
     assert config.feeds is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     watcher = ConfigWatcher(config_dir)
-    service = start_service(config, store)
+    service = start_service(config, store, metrics=metrics)
 
     async def reload() -> None:
+        failures = watcher.failures
         fresh = watcher.changed()
         if fresh is not None:
             service.reload(fresh)
             log.info("config reloaded", extra={"status": "ok"})
+        if metrics is not None:
+            metrics.reloads.inc(fresh is not None)
+            metrics.reload_failures.inc(watcher.failures - failures)
 
     log.info(
         "monitor running: %d feeds, %d rules; Ctrl-C stops",

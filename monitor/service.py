@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor import notify
@@ -38,6 +38,9 @@ from monitor.store.alerting import Route
 from monitor.store.polls import Poll, StoredPoll
 from monitor.store.repo import Store
 from monitor.watch import build_matcher
+
+if TYPE_CHECKING:
+    from monitor.metrics import Metrics
 
 log = logging.getLogger("monitor.service")
 T = TypeVar("T")
@@ -119,6 +122,7 @@ class Service:
         sender: Callable[[str, Message, str], notify.SendResult] = notify.send,
         owner: str | None = None,
         workers: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         """`workers` > 0 polls (fetches, reads, matches) in that many processes, with the fetch policy of
         feeds.toml (`fetcher` may then be None); 0 polls with `fetcher` in this process, reading in a thread,
@@ -132,6 +136,7 @@ class Service:
         self.console = console
         self.sender = sender
         self.owner = owner or f"{socket.gethostname()}:{id(self):x}"
+        self.metrics = metrics
         # SQLite takes one writer at a time: all database work goes through one thread.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
@@ -192,6 +197,8 @@ class Service:
                 tasks = await self._in_db(
                     self.store.claim_due, self.now(), CLAIM_BATCH, FEED_LEASE, self.owner, every, seen
                 )
+                if self.metrics is not None and not seen and not every:
+                    self.metrics.ticked(self._lag(tasks))
                 if not tasks:
                     return report
                 seen.update(t.feed_id for t in tasks)
@@ -203,12 +210,19 @@ class Service:
                         due = next_poll(outcome, interval, task.error_count, self.now(), self.rng)
                         stored = await self._store(task, outcome, due, writer)
                     report.add(task, outcome, stored)
+                    if self.metrics is not None:
+                        self.metrics.polled(outcome)
+                        self.metrics.stored(stored.new_items, stored.matched, stored.alerted)
                     if on_feed is not None:
                         on_feed(task, outcome)
 
                 await asyncio.gather(*(one(task) for task in tasks))
         finally:
             await writer.close()
+
+    def _lag(self, tasks: Sequence[FeedTask]) -> float | None:
+        due = [task.due_at for task in tasks if task.due_at is not None]
+        return (self.now() - min(due)).total_seconds() if due else None
 
     async def _poll_feed(self, task: FeedTask) -> PollOutcome:
         seen = self._seen.get(task.feed_id)  # else the keys are read only if the body has changed
@@ -323,6 +337,7 @@ class Service:
             for task in tasks:
                 await self._in_db(self.store.delivery_failed, task.delivery_id, reason, None, "cancelled")
             report.cancelled += len(tasks)
+            self._count(channel_id, "cancelled", len(tasks))
             return
         zone = ZoneInfo(channel.timezone)
         if channel.mode == "digest":
@@ -351,6 +366,7 @@ class Service:
             # Held until the hour frees a slot; then they go out folded into one summary.
             held = [task.delivery_id for task in tasks]
             await self._in_db(self.store.delivery_held, held, "held: max_per_hour reached", now + timedelta(minutes=5))
+            self._count(channel.id, "held", len(held))
             return [], []
         return tasks[: room - 1], tasks[room - 1 :]
 
@@ -376,6 +392,8 @@ class Service:
         if result.ok:
             await marks.sent([t.delivery_id for t in tasks], now)
             report.sent += len(tasks)
+            if self.metrics is not None:
+                self.metrics.delivered(channel.id, "sent", len(tasks), [t.alert for t in tasks], now)
             log.info(
                 "sent %d alert(s) to %s",
                 len(tasks),
@@ -387,7 +405,12 @@ class Service:
         for task in tasks:
             retry = retry_delivery(task.attempts, now, self.rng, MAX_SEND_ATTEMPTS) if result.retry else None
             await self._in_db(self.store.delivery_failed, task.delivery_id, result.error or "failed", retry, "dead")
+            self._count(channel.id, "failed" if retry is not None else "dead", 1)
         log.warning("send failed (%s): %s", "will retry" if result.retry else "gave up", result.error, extra=extra)
+
+    def _count(self, channel: str, outcome: str, count: int) -> None:
+        if self.metrics is not None:
+            self.metrics.delivered(channel, outcome, count)
 
     async def _send_one(self, channel: ChannelSpec, target: int, message: Message, key: str) -> notify.SendResult:
         if channel.id == CONSOLE:

@@ -24,6 +24,7 @@ from sqlalchemy import MetaData, select
 
 from monitor.config import Config, load_config
 from monitor.fetch import Fetcher
+from monitor.metrics import Metrics
 from monitor.service import CycleReport, DeliveryReport, Service, fetch_policy
 from monitor.store.engine import open_engine, upgrade
 from monitor.store.repo import Store
@@ -113,16 +114,18 @@ def desk(tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield Desk(farm, webhook, smtp, config_dir, database)
 
 
-async def _cycle(desk: Desk, now: datetime | None) -> tuple[CycleReport, DeliveryReport]:
-    config = desk.config()
-    engine = open_engine(desk.database)
+async def run_cycle(config_dir: Path, database: str, now: datetime | None, every: bool = True,
+                    metrics: Metrics | None = None) -> tuple[CycleReport, DeliveryReport]:  # fmt: skip
+    """One cycle of a new service on the database: poll (every feed, or the due ones), then deliver."""
+    config = load_config(config_dir)
+    engine = open_engine(database)
     upgrade(engine)
     assert config.feeds is not None
     clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     async with Fetcher(fetch_policy(config.feeds)) as fetcher:
-        service = Service(config, Store(engine), fetcher, now=clock, console=lambda text: None)
+        service = Service(config, Store(engine), fetcher, now=clock, console=lambda text: None, metrics=metrics)
         try:
-            report = await service.poll(every=True)
+            report = await service.poll(every=every)
             delivered = await service.deliver()
         finally:
             service.close()
@@ -131,7 +134,7 @@ async def _cycle(desk: Desk, now: datetime | None) -> tuple[CycleReport, Deliver
 
 
 def cycle(desk: Desk, now: datetime | None = None) -> tuple[CycleReport, DeliveryReport]:
-    return asyncio.run(_cycle(desk, now))
+    return asyncio.run(run_cycle(desk.config_dir, desk.database, now))
 
 
 def emails(desk: Desk) -> list[str]:
@@ -213,6 +216,7 @@ KILL_AFTER_COMMIT = textwrap.dedent(
     from pathlib import Path
     from monitor.config import load_config
     from monitor.fetch import Fetcher
+from monitor.metrics import Metrics
     from monitor.service import Service, fetch_policy
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store

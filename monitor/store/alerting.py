@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,19 @@ from monitor.store.tables import ALERT, ITEM, STORY
 Route = tuple[str, int, datetime]
 """Where an alert goes: channel id, target position, and when the delivery is first due."""
 Router = Callable[[Sequence[RuleMatch]], list[Route]]
+
+
+@dataclass
+class Tally:
+    """What storing one feed's poll did, counted as it is stored."""
+
+    new_items: int = 0
+    alerts: int = 0
+    deliveries: int = 0
+    matched: list[str] = field(default_factory=list)
+    """The rule of each match stored."""
+    alerted: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, rule) for each rule each alert made names."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ def _best(priorities: Sequence[Priority]) -> Priority:
 
 
 def alerts(session: Session, joined: Sequence[Joined], made: set[int], now: datetime, route: Router,
-           spread: int | None, counts: dict[int, list[int]]) -> list[dict[str, Any]]:  # fmt: skip
+           spread: int | None, counts: dict[int, Tally]) -> list[dict[str, Any]]:  # fmt: skip
     """Insert the alerts the batch's items make (`made`: the stories the batch began); return the deliveries
     of those that went in."""
     alerting = [j for j in joined if j.new.matches and not j.new.silent]
@@ -109,13 +122,15 @@ def alerts(session: Session, joined: Sequence[Joined], made: set[int], now: date
         alert_id = inserted.pop((row["story_id"], row["kind"], row["reason"]), None)
         if alert_id is None:
             continue  # announced already, by this batch or another instance
-        counts.setdefault(feed_id, [0, 0, 0])[1] += 1
+        tally = counts.setdefault(feed_id, Tally())
+        tally.alerts += 1
+        tally.alerted.extend((row["kind"], rule) for rule in json.loads(row["rules"]))
         for channel, target, due in route(matches):
             deliveries.append(
                 {"alert_id": alert_id, "channel": channel, "target": target, "next_try_at": due,
                  "created_at": now, "status": "pending", "attempts": 0}
             )  # fmt: skip
-            counts[feed_id][2] += 1
+            tally.deliveries += 1
     return deliveries
 
 

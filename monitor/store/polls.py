@@ -42,6 +42,10 @@ class StoredPoll:
     deliveries: int
     storm: str | None = None
     """Why the poll's new items were stored silently (a GUID reset, a CMS migration), for the operator."""
+    matched: tuple[str, ...] = ()
+    """The rule of each match stored."""
+    alerted: tuple[tuple[str, str], ...] = ()
+    """(kind, rule) for each rule each alert made names."""
 
 
 @dataclass(frozen=True)
@@ -187,13 +191,15 @@ def _store_items(session: Session, outcomes: Sequence[PollOutcome], now: datetim
     kept = _present(session, ids)
     item_ids = [item_id if item_id in kept else None for item_id in ids]
     insert_rows(session, insert(STORY_KEY), stories.index_rows(fresh, item_ids))
-    counts: dict[int, list[int]] = {}
+    counts: dict[int, alerting.Tally] = {}
     matches: list[dict[str, Any]] = []
     joined: list[alerting.Joined] = []
     for f, story, item_id in zip(fresh, assigned.stories, item_ids, strict=True):
         if item_id is None:
             continue
-        counts.setdefault(f.feed_id, [0, 0, 0])[0] += 1
+        tally = counts.setdefault(f.feed_id, alerting.Tally())
+        tally.new_items += 1
+        tally.matched.extend(match.rule for match in f.new.matches)
         for match in f.new.matches:
             hits = json.dumps([_hit_json(h) for h in match.hits], ensure_ascii=False)
             matches.append({"item_id": item_id, "rule": match.rule, "priority": match.priority, "hits": hits})
@@ -201,7 +207,10 @@ def _store_items(session: Session, outcomes: Sequence[PollOutcome], now: datetim
     insert_rows(session, insert(MATCH), matches)
     deliveries = alerting.alerts(session, joined, assigned.made, now, route, policy.spread_alert, counts)
     insert_rows(session, insert(DELIVERY), deliveries)
-    return {feed_id: StoredPoll(new, made, sent) for feed_id, (new, made, sent) in counts.items()}
+    return {
+        feed_id: StoredPoll(t.new_items, t.alerts, t.deliveries, matched=tuple(t.matched), alerted=tuple(t.alerted))
+        for feed_id, t in counts.items()
+    }
 
 
 STORM_SHARE = 0.3

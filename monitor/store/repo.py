@@ -144,7 +144,7 @@ class Store:
         query = (
             sa_select(feed.id, feed.config_url, feed.url, feed.name, feed.title, state.etag, state.last_modified,
                       state.body_hash, state.last_success_at, state.error_count, state.permanent_url,
-                      state.permanent_hits)
+                      state.permanent_hits, state.next_poll_at)
             .join_from(FEED, FEED_STATE, state.feed_id == feed.id)
             .where(feed.active, state.status != "gone")
             .where(or_(state.lease_until.is_(None), state.lease_until < now))
@@ -181,6 +181,7 @@ class Store:
                 error_count=row.error_count,
                 permanent_url=row.permanent_url,
                 permanent_hits=row.permanent_hits,
+                due_at=row.next_poll_at,
             )
             for row in rows
         ]
