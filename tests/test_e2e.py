@@ -216,7 +216,6 @@ KILL_AFTER_COMMIT = textwrap.dedent(
     from pathlib import Path
     from monitor.config import load_config
     from monitor.fetch import Fetcher
-from monitor.metrics import Metrics
     from monitor.service import Service, fetch_policy
     from monitor.store.engine import open_engine, upgrade
     from monitor.store.repo import Store
