@@ -223,6 +223,31 @@ def stats(
         listings.show_stats(db, days, limit, as_json)
 
 
+@app.command()
+def backtest(
+    config_dir: ConfigDir = Path("config"),
+    db: DatabaseUrl = None,
+    since: Annotated[str, typer.Option("--since", help="Replay the items stored within this long (24h, 7d).")] = "7d",
+    against: Annotated[
+        Path | None,
+        typer.Option("--against", help="The reference config dir (default: the watch list the service last loaded)."),
+    ] = None,
+    limit: Limit = None,
+    as_json: Json = False,
+) -> None:
+    """Replay stored items through --config-dir's watch list and the reference; show gained, lost and changed
+    stories. Nothing is stored or sent."""
+    from monitor import backtest as replay
+    from monitor.config.units import parse_duration
+
+    with _user_errors():
+        try:
+            window = parse_duration(since)
+        except ValueError as e:
+            raise MonitorError(f"--since: {e}") from e
+        replay.run(config_dir, db, window, against, limit, as_json)
+
+
 @app.command("notify-test")
 def notify_test(
     channel: Annotated[str | None, typer.Argument(help="Only this channel id.")] = None,

@@ -38,7 +38,7 @@ def show_feeds(db: str | None, limit: int | None, as_json: bool) -> None:
     """Feed health, failing first (the longest failing at the top), then the most recently polled."""
     feeds = sorted(Store(existing_engine(db)).feed_health(), key=_feed_order)
     failing = sum(1 for feed in feeds if not _healthy(feed))
-    _emit(
+    emit(
         "feeds", feeds, limit, as_json,
         columns=("feed", "status", "last success", "last error", "items", "next poll", "warning"),
         row=_feed_row, record=_feed_json,
@@ -51,7 +51,7 @@ def show_alerts(db: str | None, limit: int | None, as_json: bool) -> None:
     shown = _shown(limit, as_json)
     store = Store(existing_engine(db))
     alerts = store.recent_alerts(None if shown is None else shown + 1)  # one more says whether rows were left
-    _emit(
+    emit(
         "alerts", alerts, limit, as_json,
         columns=("detected", "story", "alert", "priority", "headline", "outlets", "rules", "deliveries"),
         row=_alert_row, record=_alert_json, note="newest first", counted=False,
@@ -62,7 +62,7 @@ def show_stories(db: str | None, since: timedelta, limit: int | None, as_json: b
     """Stories first seen within `since`, newest first (DESIGN.md §4)."""
     shown = _shown(limit, as_json)
     stories = recent_stories(existing_engine(db), datetime.now(UTC) - since, None if shown is None else shown + 1)
-    _emit(
+    emit(
         f"stories first seen in the last {format_duration(since)}", stories, limit, as_json,
         columns=("story", "first seen", "priority", "headline", "outlets", "rules", "alerts"),
         row=_story_row, record=lambda view: story_json(view, iso), note="newest first", counted=False,
@@ -91,7 +91,7 @@ def show_stats(db: str | None, days: int, limit: int | None, as_json: bool) -> N
          f"{len(failing)} failing" if failing else "none failing"),
     ]  # fmt: skip
     for title, rows, columns, row, record, note in sections:
-        _emit(title, rows, limit, as_json, columns=columns, row=row, record=record, note=note)
+        emit(title, rows, limit, as_json, columns=columns, row=row, record=record, note=note)
 
 
 def _count_row(count: DayCount) -> Row:
@@ -130,7 +130,7 @@ def _shown(limit: int | None, as_json: bool) -> int | None:
     return max(5, shutil.get_terminal_size().lines - 8)  # the title, header, rules, the note and a prompt
 
 
-def _emit(
+def emit(
     title: str, rows: Sequence[Any], limit: int | None, as_json: bool, *, columns: Row,
     row: Callable[[Any], Row], record: Callable[[Any], dict[str, Any]], note: str, counted: bool = True,
 ) -> None:  # fmt: skip
@@ -172,7 +172,7 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-def _when(moment: datetime | None) -> str:
+def when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
@@ -198,8 +198,8 @@ def _feed_row(feed: FeedHealth) -> Row:
     status = feed.status if feed.active else f"{feed.status} (removed)"
     if feed.error_count:
         status += f" ×{feed.error_count}"
-    next_poll = _when(feed.next_poll_at) if feed.status != "gone" else "stopped"
-    return (_feed_name(feed), status, _when(feed.last_success_at), feed.last_error or "", str(feed.item_count),
+    next_poll = when(feed.next_poll_at) if feed.status != "gone" else "stopped"
+    return (_feed_name(feed), status, when(feed.last_success_at), feed.last_error or "", str(feed.item_count),
             next_poll, feed.warning or "")  # fmt: skip
 
 
@@ -223,7 +223,7 @@ def _alert_row(pair: tuple[AlertView, list[DeliveryState]]) -> Row:
     )
     outlets = f"{1 + len(alert.also)}: {alert.outlet}" + (f", {', '.join(alert.also)}" if alert.also else "")
     kind = alert.kind + (f": {alert.note}" if alert.note else "")
-    return (_when(alert.detected), str(alert.story_id), kind, alert.priority, alert.title, outlets,
+    return (when(alert.detected), str(alert.story_id), kind, alert.priority, alert.title, outlets,
             ", ".join(alert.rules), states)  # fmt: skip
 
 
@@ -246,5 +246,5 @@ def _alert_json(pair: tuple[AlertView, list[DeliveryState]]) -> dict[str, Any]:
 
 def _story_row(view: StoryView) -> Row:
     names = ", ".join(dict.fromkeys(item.feed for item in view.items))
-    return (str(view.story_id), _when(view.first_seen), view.priority or "-", view.title,
+    return (str(view.story_id), when(view.first_seen), view.priority or "-", view.title,
             f"{view.outlets}: {names}", ", ".join(view.rules), "; ".join(view.alerts) or "none")  # fmt: skip

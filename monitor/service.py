@@ -34,6 +34,7 @@ from monitor.poller import FetchLike, Job, poll_feed, read_and_match
 from monitor.pollers import Pollers
 from monitor.records import DeliveryTask, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
+from monitor.store import watchlists
 from monitor.store.alerting import Route
 from monitor.store.polls import Poll, StoredPoll
 from monitor.store.repo import Store
@@ -184,7 +185,7 @@ class Service:
         """Poll every due feed (every active feed with `every`) and store what is new."""
         report = CycleReport()
         if not self._synced:  # once per config: the scheduler calls poll every second
-            await self._in_db(self.store.sync_feeds, self.feeds.feeds, self.now())
+            await self._in_db(self._sync, self.now())
             self._synced = True
         seen: set[int] = set()
         writer: GroupCommit[Poll, StoredPoll] = GroupCommit(self._record_polls)
@@ -223,6 +224,12 @@ class Service:
     def _lag(self, tasks: Sequence[FeedTask]) -> float | None:
         due = [task.due_at for task in tasks if task.due_at is not None]
         return (self.now() - min(due)).total_seconds() if due else None
+
+    def _sync(self, now: datetime) -> None:
+        """feeds.toml's feeds into the database, and the watch list as loaded (`monitor backtest`'s default)."""
+        self.store.sync_feeds(self.feeds.feeds, now)
+        if self.watchlist.text:
+            watchlists.save(self.store.engine, self.watchlist.text, now, self.owner)
 
     async def _poll_feed(self, task: FeedTask) -> PollOutcome:
         seen = self._seen.get(task.feed_id)  # else the keys are read only if the body has changed

@@ -54,6 +54,8 @@ class WatchList:
     """Rule id → channel ids it alerts, or None for every channel."""
     stories: StoryPolicy = DEFAULT_POLICY
     """`[stories]`: the window an item joins a story within, and the spread follow-up."""
+    text: str = field(default="", compare=False, repr=False)
+    """keywords.toml as it was read: what the service stores of the watch list it loaded."""
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:
@@ -109,15 +111,17 @@ def load_config(
     feeds: bool = True,
     channels: bool = True,
     env: Mapping[str, str] | None = None,
+    sources: bool = True,
 ) -> Config:
-    """Read and check the parts of the config directory asked for; ConfigError lists every problem."""
+    """Read and check the parts of the config directory asked for; ConfigError lists every problem.
+    `sources=False` does not ask for the article `[source] file` names (a stored watch list has none)."""
     import os
 
     environment = os.environ if env is None else env
     problems: list[ConfigProblem] = []
     if not directory.is_dir():
         raise ConfigError([ConfigProblem(str(directory), None, "config directory not found")])
-    watchlist = _load_keywords(directory, problems) if keywords else None
+    watchlist = _load_keywords(directory, problems, sources) if keywords else None
     feeds_config = _load_feeds(directory, environment, problems) if feeds else None
     channel_specs = _load_channels(directory, environment, problems) if channels else None
     if watchlist is not None and channel_specs is not None:
@@ -168,7 +172,7 @@ def _read(path: Path, problems: list[ConfigProblem], required: bool) -> TomlFile
     return doc
 
 
-def _load_keywords(directory: Path, problems: list[ConfigProblem]) -> WatchList | None:
+def _load_keywords(directory: Path, problems: list[ConfigProblem], sources: bool = True) -> WatchList | None:
     doc = _read(directory / "keywords.toml", problems, required=True)
     if doc is None:
         return None
@@ -212,7 +216,7 @@ def _load_keywords(directory: Path, problems: list[ConfigProblem]) -> WatchList 
     source_file = None
     if model.source is not None and model.source.file is not None:
         source_file = directory / model.source.file
-        if not source_file.is_file():
+        if sources and not source_file.is_file():
             problems.append(
                 doc.problem(("source", "file"), f"source.file: {model.source.file!r} not found next to keywords.toml")
             )
@@ -231,6 +235,7 @@ def _load_keywords(directory: Path, problems: list[ConfigProblem]) -> WatchList 
         rules=tuple(specs),
         notify={r.id: tuple(r.notify) if r.notify is not None else None for r in model.rules},
         stories=StoryPolicy(window, model.stories.spread_alert),
+        text=doc.source,
     )
 
 

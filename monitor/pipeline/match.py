@@ -72,6 +72,11 @@ def _key(words: list[tuple[str, bool]]) -> tuple[str, bool, tuple[tuple[str, boo
     return " " + " ".join(w for w, _ in words) + " ", False, ()
 
 
+def fold(document: Document) -> list[FoldedText]:
+    """The title, summary and content of `document` as every matcher reads them."""
+    return [FoldedText(document.title), FoldedText(document.summary), FoldedText(document.content)]
+
+
 class Matcher:
     """A compiled watch list. Build once per config; `match` is safe to call from any thread."""
 
@@ -134,9 +139,10 @@ class Matcher:
             self._automaton.make_automaton()
         self.pattern_count = sum(len(p) for p in entries.values())
 
-    def match(self, document: Document) -> tuple[RuleMatch, ...]:
-        """Every rule that fires on `document`, in config order, with the hits that made it fire."""
-        texts = [FoldedText(document.title), FoldedText(document.summary), FoldedText(document.content)]
+    def match(self, document: Document, folded: list[FoldedText] | None = None) -> tuple[RuleMatch, ...]:
+        """Every rule that fires on `document`, in config order, with the hits that made it fire. `folded`:
+        its fields folded already (`fold`), when several matchers read one document."""
+        texts = folded if folded is not None else fold(document)
         hits = self._find(texts)
         if not hits and not self._always:
             return ()

@@ -81,7 +81,7 @@ def assign(session: Session, fresh: Sequence[Fresh], now: datetime, window: time
     hi = max(f.at for f in fresh) + window
     by_url, by_print = _exact(session, fresh, lo, hi)
     clustered = [f for f in fresh if f.sketch is not None]
-    index = _Index()
+    index = StoryIndex()
     for member in _members(session, clustered, lo, hi):
         index.add(member)
     chosen: list[int | None] = []
@@ -115,7 +115,7 @@ def assign(session: Session, fresh: Sequence[Fresh], now: datetime, window: time
     return Assigned(result, set(made.values()))
 
 
-class _Index:
+class StoryIndex:
     """The candidate stories of a batch, by informative word: each story's first item and its newest, up to
     `PER_STORY` items (members arrive oldest first)."""
 

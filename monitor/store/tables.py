@@ -179,6 +179,20 @@ class DeliveryRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
+class WatchListRow(SQLModel, table=True):
+    """A watch list a service loaded: keywords.toml as it was read. `monitor backtest` compares against the
+    newest by default. A row is added only when the text differs from the newest."""
+
+    __tablename__ = "watchlist"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    loaded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    owner: str = Field(max_length=100)
+    """The instance that loaded it (host:id)."""
+
+
 # The same tables for Core statements (bulk UPDATE and executemany INSERT), which skip the ORM's per-row work.
 FEED = SQLModel.metadata.tables["feed"]
 FEED_STATE = SQLModel.metadata.tables["feed_state"]
@@ -188,3 +202,4 @@ MATCH = SQLModel.metadata.tables["match"]
 ALERT = SQLModel.metadata.tables["alert"]
 DELIVERY = SQLModel.metadata.tables["delivery"]
 STORY_KEY = SQLModel.metadata.tables["story_key"]
+WATCHLIST = SQLModel.metadata.tables["watchlist"]
