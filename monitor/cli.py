@@ -5,6 +5,7 @@ none carries the database, Apprise and aiohttp in memory for nothing."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -246,6 +247,24 @@ def backtest(
         except ValueError as e:
             raise MonitorError(f"--since: {e}") from e
         replay.run(config_dir, db, window, against, limit, as_json)
+
+
+@app.command()
+def draw(
+    article: Annotated[str, typer.Argument(help="The article: a text or HTML file, or an http(s) URL.")],
+    config_dir: ConfigDir = Path("config"),
+    name: Annotated[
+        str | None, typer.Option("--name", help="Prefix of the rule ids (default: the first entity's id).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The proposal as one JSON object.")] = False,
+) -> None:
+    """Draw entities, key phrases and starter rules from an article; print a keywords.toml."""
+    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        raise typer.BadParameter("--name: lowercase letters, digits, - and _ only")
+    from monitor.draw import run as draw_run
+
+    with _user_errors():
+        typer.echo(draw_run(article, config_dir, name, as_json), nl=False)
 
 
 @app.command("notify-test")
