@@ -148,9 +148,12 @@ def start_service(config: Config, store: Store, console: Callable[[str], None] =
     """The service `monitor run` runs: its pollers started, and everything loaded so far frozen out of the
     garbage collector. Modules, config and matcher live as long as the process; without the freeze, each
     full collection scanned them again (~1 s of the service's CPU in a first poll of 2,000 feeds)."""
+    from monitor.clock import DatabaseClock
     from monitor.service import Service
 
-    service = Service(config, store, None, console=console, workers=parse_workers(), metrics=metrics)
+    clock = DatabaseClock(store.database_time)
+    clock.sync()
+    service = Service(config, store, None, console=console, workers=parse_workers(), metrics=metrics, clock=clock)
     gc.freeze()
     return service
 

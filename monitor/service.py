@@ -41,6 +41,7 @@ from monitor.store.repo import Store
 from monitor.watch import build_matcher
 
 if TYPE_CHECKING:
+    from monitor.clock import DatabaseClock
     from monitor.metrics import Metrics
 
 log = logging.getLogger("monitor.service")
@@ -124,6 +125,7 @@ class Service:
         owner: str | None = None,
         workers: int = 0,
         metrics: Metrics | None = None,
+        clock: DatabaseClock | None = None,
     ) -> None:
         """`workers` > 0 polls (fetches, reads, matches) in that many processes, with the fetch policy of
         feeds.toml (`fetcher` may then be None); 0 polls with `fetcher` in this process, reading in a thread,
@@ -132,7 +134,9 @@ class Service:
             raise ValueError("a Service polling in its own process (workers=0) needs a fetcher")
         self.store = store
         self.fetcher = fetcher
-        self.now = now
+        # With several instances, time is the database's (`clock`): leases and due times compare across them.
+        self.clock = clock
+        self.now = clock if clock is not None else now
         self.rng = rng or random.Random()
         self.console = console
         self.sender = sender
@@ -184,6 +188,8 @@ class Service:
     ) -> CycleReport:
         """Poll every due feed (every active feed with `every`) and store what is new."""
         report = CycleReport()
+        if self.clock is not None and self.clock.due():
+            await self._in_db(self.clock.sync)
         if not self._synced:  # once per config: the scheduler calls poll every second
             await self._in_db(self._sync, self.now())
             self._synced = True

@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -135,6 +135,15 @@ class Store:
             removed = [i for url, (i, _, active) in rows.items() if url not in wanted and active]
             for start in range(0, len(removed), 500):
                 connection.execute(update(FEED).where(feed.id.in_(removed[start : start + 500])).values(active=False))
+
+    def database_time(self) -> datetime | None:
+        """PostgreSQL's clock now (not its transaction's start); None on SQLite, whose clock is the system's."""
+        if not self._postgres:
+            return None
+        with self.engine.connect() as connection:
+            moment: object = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+        assert isinstance(moment, datetime)
+        return moment.astimezone(UTC)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta, owner: str, every: bool = False,
                   exclude: Collection[int] = ()) -> list[FeedTask]:  # fmt: skip
