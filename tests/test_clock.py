@@ -39,6 +39,12 @@ async def _poll(config_dir: Path, store: Store, now: Callable[[], datetime] | No
             service.close()
 
 
+def _store(database: str) -> Store:
+    engine = open_engine(database)
+    upgrade(engine)
+    return Store(engine)
+
+
 @pytest.fixture
 def farm_config(tmp_path: Path) -> tuple[FeedFarm, Path]:
     farm = FeedFarm()
@@ -55,9 +61,7 @@ def farm_config(tmp_path: Path) -> tuple[FeedFarm, Path]:
 @pytest.mark.parametrize("database", ["postgres"], indirect=True)
 def test_an_instance_ten_minutes_ahead_polls_nothing_early(farm_config: tuple[FeedFarm, Path], database: str) -> None:
     farm, config = farm_config
-    engine = open_engine(database)
-    upgrade(engine)
-    store = Store(engine)
+    store = _store(database)
     with running(farm):
         honest = DatabaseClock(store.database_time)
         honest.sync()
@@ -68,15 +72,13 @@ def test_an_instance_ten_minutes_ahead_polls_nothing_early(farm_config: tuple[Fe
         assert asyncio.run(_poll(config, store, None, skewed, "b")) == 0
         # The same instance on its own clock would have polled them all again: the test sees a skew.
         assert asyncio.run(_poll(config, store, _ahead, None, "c")) == 3
-    engine.dispose()
+    store.engine.dispose()
 
 
 @pytest.mark.parametrize("database", ["postgres"], indirect=True)
 def test_a_live_lease_holds_against_a_clock_ahead(farm_config: tuple[FeedFarm, Path], database: str) -> None:
     _, config = farm_config
-    engine = open_engine(database)
-    upgrade(engine)
-    store = Store(engine)
+    store = _store(database)
     loaded = load_config(config)
     assert loaded.feeds is not None
     store.sync_feeds(loaded.feeds.feeds, datetime.now(UTC))
@@ -87,14 +89,13 @@ def test_a_live_lease_holds_against_a_clock_ahead(farm_config: tuple[FeedFarm, P
     assert store.claim_due(skewed(), 10, FEED_LEASE, "skewed", every=True) == []
     # Its own clock would have called the leases expired and taken the feeds.
     assert len(store.claim_due(_ahead(), 10, FEED_LEASE, "skewed", every=True)) == 3
-    engine.dispose()
+    store.engine.dispose()
 
 
 def test_sqlite_tells_the_system_time(tmp_path: Path) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path}/monitor.db")
-    upgrade(engine)
-    clock = DatabaseClock(Store(engine).database_time)
+    store = _store(f"sqlite:///{tmp_path}/monitor.db")
+    clock = DatabaseClock(store.database_time)
     clock.sync()
     assert abs((clock() - datetime.now(UTC)).total_seconds()) < 1
     assert not clock.due()
-    engine.dispose()
+    store.engine.dispose()
