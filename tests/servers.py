@@ -124,7 +124,8 @@ class WebhookSink:
                     failing = sink.fail_with
                     if failing is None:
                         sink.received.append({"path": self.path, "body": json.loads(payload or b"{}"),
-                                              "headers": {k.lower(): v for k, v in self.headers.items()}})  # fmt: skip
+                                              "headers": {k.lower(): v for k, v in self.headers.items()},
+                                              "at": time.time()})  # fmt: skip
                         sink.keys[self.headers.get("X-Idempotency-Key", "")] += 1
                 self.send_response(failing or 200)
                 self.send_header("Content-Length", "0")
