@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
 import socket
 from collections import defaultdict
@@ -140,7 +141,7 @@ class Service:
         self.rng = rng or random.Random()
         self.console = console
         self.sender = sender
-        self.owner = owner or f"{socket.gethostname()}:{id(self):x}"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # who holds a lease
         self.metrics = metrics
         # SQLite takes one writer at a time: all database work goes through one thread.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="monitor-db")

@@ -39,6 +39,8 @@ class FeedFarm:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.times: list[tuple[str, float]] = []
+        """(path, time.monotonic()) of each request, in order."""
         self.in_flight = 0
         self.peak = 0
         """The most requests it ever answered at once."""
@@ -62,6 +64,7 @@ class FeedFarm:
             def _answer(self) -> None:
                 with farm._lock:
                     farm.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                    farm.times.append((self.path, time.monotonic()))
                     route = farm.routes.get(self.path)
                 if route is None:
                     self.send_response(404)

@@ -49,6 +49,9 @@ from monitor.store.tables import (
     MatchRow,
 )
 
+DELIVERY_CLAIM_LOCK = 0x6D6F6E64
+"""The advisory lock key (`pg_advisory_xact_lock`) delivery claims share: "mond"."""
+
 
 @dataclass(frozen=True)
 class FeedHealth:
@@ -261,6 +264,11 @@ class Store:
     def claim_deliveries(self, now: datetime, limit: int, lease: timedelta) -> list[DeliveryTask]:
         """Lease up to `limit` due deliveries, oldest alert first; a crashed sender's lease simply expires."""
         with Session(self.engine) as session:
+            if self._postgres:
+                # One instance claims at a time: a digest's deliveries, all due at the same moment, go out as
+                # one message, and the hourly cap counts one sender, however many instances run. Claims take
+                # milliseconds, once a second per instance; the row locks below stay for the instant between.
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DELIVERY_CLAIM_LOCK})
             query = (
                 select(DeliveryRow)
                 .where(col(DeliveryRow.status) == "pending", col(DeliveryRow.next_try_at) <= now)
