@@ -63,8 +63,8 @@ def main() -> None:
     from monitor.store.history import items_since
     from monitor.watch import build_matcher
 
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": cached_bytecode()}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    print(cached_bytecode(), flush=True)  # sets PYTHONPYCACHEPREFIX for the processes started below
+    env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="monitor-backtest-bench-") as tmp:
         work = Path(tmp)
         with Farm(args.feeds) as farm:

@@ -101,8 +101,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30.0, help="seconds counted per setup after the first poll")
     parser.add_argument("--interval", default="30s", help="every feed's poll interval")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": cached_bytecode()}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    print(cached_bytecode(), flush=True)  # sets PYTHONPYCACHEPREFIX for the processes started below
+    env = dict(os.environ)
     rows: list[tuple[str, tuple[float, float]]] = []
     with tempfile.TemporaryDirectory(prefix="monitor-instances-") as tmp, Farm(args.feeds) as farm:
         config = Path(tmp) / "config"

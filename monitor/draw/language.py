@@ -48,9 +48,8 @@ CONNECTORS = frozenset(
         "l'",
         "for",
         "on",
-        "and-or",
     ]
-) - {"and-or"}
+)
 """Lowercase words that may stand inside a name: "International Committee of the Red Cross"."""
 
 WEEKDAYS_MONTHS = frozenset(

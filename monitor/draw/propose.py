@@ -16,7 +16,7 @@ from typing import Any
 
 from monitor.draw import language as lang
 from monitor.draw.article import Article
-from monitor.draw.entities import Entity, extract
+from monitor.draw.entities import Entity, extract, stem_of
 from monitor.draw.scripts import cyrillic, declined
 
 TERMS = 12
@@ -100,12 +100,10 @@ def _names(entity: Entity, code: str) -> list[str]:
 
 def _wildcards(names: list[str], code: str) -> list[str]:
     """A name's forms by a trailing wildcard on its stem: "Украин*" for Украина, Украины, Украине."""
-    from monitor.draw.entities import stem_of
-
     out = []
     for name in names:
         words = name.split()
-        if len(words) == 1 and "*" not in name and name.isascii() | (not any("\u0400" <= c <= "\u04ff" for c in name)):
+        if len(words) == 1 and "*" not in name and declined(name) is None:  # declining scripts have theirs
             stem = stem_of(code, name)
             if len(stem) >= 4 and name.lower().startswith(stem) and stem != name.lower():
                 out.append(name[: len(stem)] + "*")
@@ -140,8 +138,6 @@ def key_phrases(article: Article, entities: list[Entity], code: str) -> list[str
     out: list[str] = []
     stems: set[str] = set()
     for word in ranked:
-        from monitor.draw.entities import stem_of
-
         stem = stem_of(code, word)
         if stem in stems:
             continue
