@@ -5,13 +5,13 @@ loopback farm, in one run (issue 12).
 
 Each setup gets a fresh database (a PostgreSQL database created on 127.0.0.1:5432 and dropped after, or a
 SQLite file), runs `monitor db upgrade`, starts its instances as docker-compose does (`monitor run`, the same
-environment), times the first poll of every feed until the database holds it (each brings 50 new items to
-(parsing, matching and storing 50 new items each: the work that scales with instances and cores), then
-counts the farm's requests over `--window` seconds and stops
-the instances with SIGTERM. After the first poll the feeds' intervals bound the polls a minute (3,000 feeds
-every 30 s ask for 6,000), so that second figure shows every setup keeping up, not its capacity. The farm
-(bench/farm.py) serves from its own process; its feeds answer 304 to a conditional request when unchanged, as
-most polls of a running service are. Prints both per setup and the first poll's ratio to one instance on PostgreSQL.
+environment), times the first poll of every feed until the database holds it (each feed brings 50 new items:
+parsing, matching and storing them is the work that scales with instances and cores), then counts the farm's
+requests over `--window` seconds and stops the instances with SIGTERM. After the first poll the feeds'
+intervals bound the polls a minute (3,000 feeds every 30 s ask for 6,000), so that second figure shows every
+setup keeping up, not its capacity. The farm (bench/farm.py) serves from its own process; its feeds answer 304
+to a conditional request when unchanged, as most polls of a running service are. Prints both per setup and
+the first poll's ratio to one instance on PostgreSQL.
 """
 
 from __future__ import annotations

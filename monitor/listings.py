@@ -199,8 +199,9 @@ def _feed_row(feed: FeedHealth) -> Row:
     if feed.error_count:
         status += f" ×{feed.error_count}"
     next_poll = when(feed.next_poll_at) if feed.status != "gone" else "stopped"
+    warning = (feed.warning or "") + (f" [possible gaps so far: {feed.gaps}]" if feed.gaps else "")
     return (_feed_name(feed), status, when(feed.last_success_at), feed.last_error or "", str(feed.item_count),
-            next_poll, feed.warning or "")  # fmt: skip
+            next_poll, warning.strip())  # fmt: skip
 
 
 def _feed_json(feed: FeedHealth) -> dict[str, Any]:
@@ -209,6 +210,7 @@ def _feed_json(feed: FeedHealth) -> dict[str, Any]:
         "error_count": feed.error_count, "last_poll": iso(feed.last_poll_at),
         "last_success": iso(feed.last_success_at), "last_error": feed.last_error, "items": feed.item_count,
         "next_poll": iso(feed.next_poll_at) if feed.status != "gone" else None, "warning": feed.warning,
+        "gaps": feed.gaps,
     }  # fmt: skip
 
 
@@ -218,7 +220,9 @@ def _feed_json(feed: FeedHealth) -> dict[str, Any]:
 def _alert_row(pair: tuple[AlertView, list[DeliveryState]]) -> Row:
     alert, deliveries = pair
     states = ", ".join(
-        f"{d.channel}[{d.target}]: {d.status}" + (f" ({d.last_error})" if d.last_error and d.status != "sent" else "")
+        (d.channel if d.target == d.channel else f"{d.channel}[{d.target}]")
+        + f": {d.status}"
+        + (f" ({d.last_error})" if d.last_error and d.status != "sent" else "")
         for d in deliveries
     )
     outlets = f"{1 + len(alert.also)}: {alert.outlet}" + (f", {', '.join(alert.also)}" if alert.also else "")

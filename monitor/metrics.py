@@ -67,6 +67,9 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.items = Counter("monitor_items_stored", "New items stored", registry=r)
+        self.gaps = Counter(
+            "monitor_feed_gaps", "Polls that found every entry of a feed new (a possible gap)", registry=r
+        )
         self.matches = Counter("monitor_matches", "Rule matches of the items stored", ["rule"], registry=r)
         self.alerts = Counter(
             "monitor_alerts", "Alerts made (first, update, spread), under each rule they name", ["rule", "kind"],

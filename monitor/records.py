@@ -233,11 +233,11 @@ class AlertView:
 
 @dataclass(frozen=True)
 class DeliveryTask:
-    """A delivery claimed for sending: the alert, and where to, by channel id and target position."""
+    """A delivery claimed for sending: the alert, and where to, by channel id and target key."""
 
     delivery_id: int
     alert: AlertView
     channel: str
-    target: int
+    target: str
     attempts: int
     idempotency_key: str

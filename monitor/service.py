@@ -260,8 +260,11 @@ class Service:
             log.info("polled: %d new items, %d alerts", stored.new_items, stored.alerts, extra=extra)
         for warning in outcome.warnings:
             log.warning("feed warning: %s", warning, extra=extra)
-        if stored.storm:
-            log.warning("feed warning: %s", stored.storm, extra=extra)
+        for notice in (stored.storm, stored.gap):
+            if notice:
+                log.warning("feed warning: %s", notice, extra=extra)
+        if stored.gap and self.metrics is not None:
+            self.metrics.gaps.inc()
         return stored
 
     async def _read(
@@ -309,8 +312,7 @@ class Service:
             if channel.id not in wanted:
                 continue
             due = now if channel.mode == "instant" else next_fire(channel.schedule or "", channel.timezone, now)
-            for target in range(max(1, len(channel.targets))):
-                routes.append((channel.id, target, due))
+            routes.extend((channel.id, key, due) for key in channel.keys or (CONSOLE,))
         return routes
 
     async def _record_polls(self, polls: list[Poll]) -> list[StoredPoll]:
@@ -328,7 +330,7 @@ class Service:
                 tasks = await self._in_db(self.store.claim_deliveries, self.now(), CLAIM_BATCH, DELIVERY_LEASE)
                 if not tasks:
                     return report
-                groups: dict[tuple[str, int], list[DeliveryTask]] = defaultdict(list)
+                groups: dict[tuple[str, str], list[DeliveryTask]] = defaultdict(list)
                 for task in tasks:
                     groups[(task.channel, task.target)].append(task)
                 await asyncio.gather(*(self._deliver_group(channel, target, group, report, marks)
@@ -342,11 +344,14 @@ class Service:
         return [None] * len(sends)
 
     async def _deliver_group(
-        self, channel_id: str, target: int, tasks: list[DeliveryTask], report: DeliveryReport, marks: _Marks
+        self, channel_id: str, key: str, tasks: list[DeliveryTask], report: DeliveryReport, marks: _Marks
     ) -> None:
         channel = self.channels.get(channel_id)
-        if channel is None or (channel.id != CONSOLE and target >= len(channel.targets)):
-            reason = f"channel {channel_id!r} target {target} is no longer in channels.toml"
+        # Targets are found by key, not position: a URL removed from the list takes its pending deliveries
+        # with it (cancelled, said in the log) and never hands them to the URL that moved into its place.
+        target = 0 if channel is not None and channel.id == CONSOLE else channel.target(key) if channel else None
+        if channel is None or target is None:
+            reason = f"channel {channel_id!r} target {key} is no longer in channels.toml"
             log.warning("delivery cancelled: %s", reason, extra={"channel": channel_id, "status": "cancelled"})
             for task in tasks:
                 await self._in_db(self.store.delivery_failed, task.delivery_id, reason, None, "cancelled")
@@ -357,7 +362,7 @@ class Service:
         if channel.mode == "digest":
             await self._send_batch(channel, target, tasks, zone, "monitor digest", report, marks)
             return
-        single, folded = await self._rate_limit(channel, target, tasks)
+        single, folded = await self._rate_limit(channel, key, tasks)
         for task in single:
             fmt = self._format(channel, target)
             message = render_alert(task.alert, fmt, zone)
@@ -366,13 +371,13 @@ class Service:
             await self._send_batch(channel, target, folded, zone, "monitor: more alerts this hour", report, marks)
 
     async def _rate_limit(
-        self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask]
+        self, channel: ChannelSpec, key: str, tasks: list[DeliveryTask]
     ) -> tuple[list[DeliveryTask], list[DeliveryTask]]:
         """Split due alerts into those sent one by one and those folded into one summary (max_per_hour)."""
         if channel.max_per_hour is None:
             return tasks, []
         now = self.now()
-        sent = await self._in_db(self.store.sent_since, channel.id, target, now - timedelta(hours=1))
+        sent = await self._in_db(self.store.sent_since, channel.id, key, now - timedelta(hours=1))
         room = channel.max_per_hour - sent
         if len(tasks) <= room:
             return tasks, []
@@ -443,9 +448,9 @@ class Service:
         for channel in self.channels.values():
             if channel_id is not None and channel.id != channel_id:
                 continue
-            for target in range(max(1, len(channel.targets))):
+            for target, key in enumerate(channel.keys or (CONSOLE,)):
                 message = render_test(channel.id, self._format(channel, target))
-                result = await self._send_one(channel, target, message, f"monitor-test-{channel.id}-{target}")
+                result = await self._send_one(channel, target, message, f"monitor-test-{channel.id}-{key}")
                 results.append((channel.id, channel.masked[target] if channel.targets else CONSOLE, result))
         return results
 

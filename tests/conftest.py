@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from tests.harness import Harness
+from tests.servers import FeedFarm, WebhookSink, running
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -112,3 +114,11 @@ def postgres_database() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    """The service in process with a loopback farm, a webhook sink, a SQLite file and a clock to move."""
+    farm, sink = FeedFarm(), WebhookSink()
+    with running(farm, sink):
+        yield Harness(tmp_path, farm, sink)

@@ -111,6 +111,8 @@ class WebhookSink:
         self.received: list[dict[str, Any]] = []
         self.keys: Counter[str] = Counter()
         self.fail_with: int | None = None
+        self.fail_paths: dict[str, int] = {}
+        """Per path, the status to answer instead of 200 (the sink records nothing it refuses)."""
         self.attempts = 0
         self._lock = threading.Lock()
         sink = self
@@ -124,7 +126,7 @@ class WebhookSink:
                 payload = self.rfile.read(length)
                 with sink._lock:
                     sink.attempts += 1
-                    failing = sink.fail_with
+                    failing = sink.fail_paths.get(self.path.split("?")[0], sink.fail_with)
                     if failing is None:
                         sink.received.append({"path": self.path, "body": json.loads(payload or b"{}"),
                                               "headers": {k.lower(): v for k, v in self.headers.items()},

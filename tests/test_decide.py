@@ -270,10 +270,19 @@ def test_backfill_window_is_the_one_given(backfill: timedelta) -> None:
     assert [(n.item.key, n.silent) for n in fresh] == [("guid:in", False), ("guid:out", True)]
 
 
-@pytest.mark.parametrize("published", [NOW, NOW - timedelta(days=400), None])
-def test_after_the_first_poll_nothing_is_silent(published: datetime | None) -> None:
+@pytest.mark.parametrize(
+    ("published", "silent"),
+    [
+        (NOW, False),
+        (NOW - timedelta(hours=23), False),
+        (None, False),  # undated news after the baseline: alerted
+        (NOW - timedelta(hours=24, minutes=1), True),  # an archive dump (issue 13): stored silently
+        (NOW - timedelta(days=400), True),
+    ],
+)
+def test_after_the_first_poll_backfill_still_applies(published: datetime | None, silent: bool) -> None:
     (fresh,) = new_items([item("guid:x", published)], set(), rule_for, False, BACKFILL, NOW)
-    assert fresh.silent is False
+    assert fresh.silent is silent
 
 
 def test_readded_feed_keeps_its_seen_set_on_its_first_poll() -> None:

@@ -1,7 +1,8 @@
 """Several real `monitor run` processes on one PostgreSQL, started as docker-compose starts them (the same
 command and environment variables), over 200 loopback feeds with new stories arriving, delivering to a real
 json:// sink that counts receipts per idempotency key: every story alerts once per channel, while one
-instance is SIGKILLed holding its leases and two more join; a digest channel gets one digest per period."""
+instance is SIGKILLed holding its leases and two more join, and one runs with its clock ten minutes ahead;
+a digest channel gets one digest per period."""
 
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ id = "zorvania"
 query = "@zorvania"
 priority = "high"
 """
+FAKETIME_LIBRARIES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+)
 SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "be", "do", "fu", "ga", "hi", "jo", "pe", "sa")
 
 
@@ -50,8 +56,20 @@ def _story(number: int) -> tuple[str, str, str, str]:
     return (f"s{number}", f"Zorvania {title}", f"https://z.example/{number}", f"In Zorvania, {lede}.")
 
 
-def _start(config: Path, database: str, name: str, logs: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MONITOR_DATABASE_URL": database, "MONITOR_CONFIG_DIR": str(config)}
+def _faketime() -> dict[str, str]:
+    """The environment that runs a process ten minutes ahead of this machine (libfaketime, Debian's
+    `faketime` package, which .ci/run installs): the skewed instance is a real process with a wrong clock."""
+    library = next((p for p in FAKETIME_LIBRARIES if Path(p).exists()), None)
+    if library is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("libfaketime is required in CI (apt-get install faketime)")
+        pytest.skip("libfaketime not installed (apt-get install faketime)")
+    return {"LD_PRELOAD": library, "FAKETIME": "+10m", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def _start(config: Path, database: str, name: str, logs: Path, extra: dict[str, str] | None = None,
+           ) -> subprocess.Popen[bytes]:  # fmt: skip
+    env = {**os.environ, "MONITOR_DATABASE_URL": database, "MONITOR_CONFIG_DIR": str(config), **(extra or {})}
     out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the process writes it until it ends
     return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--log-level", "WARNING"], cwd=REPO, env=env,
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
@@ -121,8 +139,11 @@ def test_instances_alert_every_story_once(tmp_path: Path, database: str,
         with sink._lock:
             return Counter(r["headers"].get("x-idempotency-key", "") for r in sink.received if r["path"] == "/desk")
 
+    skewed = _faketime()
     with running(farm, sink):
-        instances.extend(_start(config, database, f"i{n}", logs) for n in range(2))
+        # The second instance's clock runs ten minutes ahead: on its own clock every lease would look expired
+        # and every feed due, so it would poll what the other holds and send a digest for another minute.
+        instances.extend([_start(config, database, "i0", logs), _start(config, database, "i1", logs, skewed)])
         _wait(lambda: len(desk()) >= FEEDS, 180, f"{FEEDS} alerts from two instances")
         # Two more join; new stories arrive on slow feeds; one instance dies while it holds feed leases.
         instances.extend(_start(config, database, f"i{n}", logs) for n in range(2, 4))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ MATCH = RuleMatch("escalation", "urgent", (Hit("khankendi", "Stepanakert", "titl
 
 
 def route(matches: object) -> list[Route]:
-    return [("desk", 0, NOW), ("desk", 1, NOW)]
+    return [("desk", "ta", NOW), ("desk", "tb", NOW)]
 
 
 def ok(feed_id: int, *items: NewItem, permanent_url: str | None = None) -> PollOutcome:
@@ -142,7 +143,10 @@ def test_same_story_across_feeds_alerts_once(store: Store) -> None:
     assert alert.outlet == "A" and sorted(alert.also) == ["B", "C"]
     assert alert.rules == ("escalation",) and alert.priority == "urgent"
     assert [h.text for h in alert.hits] == ["Stepanakert"]
-    assert [(d.channel, d.target, d.status) for d in deliveries] == [("desk", 0, "pending"), ("desk", 1, "pending")]
+    assert [(d.channel, d.target, d.status) for d in deliveries] == [
+        ("desk", "ta", "pending"),
+        ("desk", "tb", "pending"),
+    ]
 
 
 def test_a_claim_of_many_alerts_gives_each_its_own_hits_and_outlets(store: Store) -> None:
@@ -176,7 +180,7 @@ def test_outbox_claim_done_retry_and_dead(store: Store) -> None:
         ok(task.feed_id, NewItem(item("guid:1", "https://a.example/1", "f1"), (MATCH,), False)), NOW, NOW, route
     )
     first = store.claim_deliveries(NOW, 10, LEASE)
-    assert [(d.channel, d.target, d.attempts) for d in first] == [("desk", 0, 1), ("desk", 1, 1)]
+    assert [(d.channel, d.target, d.attempts) for d in first] == [("desk", "ta", 1), ("desk", "tb", 1)]
     assert first[0].idempotency_key != first[1].idempotency_key
     assert store.claim_deliveries(NOW, 10, LEASE) == []  # leased
     store.delivery_done([first[0].delivery_id], NOW)
@@ -188,7 +192,7 @@ def test_outbox_claim_done_retry_and_dead(store: Store) -> None:
     assert store.claim_deliveries(NOW + timedelta(days=1), 10, LEASE) == []
     [(_, deliveries)] = store.recent_alerts(10)
     assert [(d.status, d.last_error) for d in deliveries] == [("sent", None), ("dead", "550 mailbox unavailable")]
-    assert store.sent_since("desk", 0, NOW - timedelta(hours=1)) == 1
+    assert store.sent_since("desk", "ta", NOW - timedelta(hours=1)) == 1
 
 
 def test_concurrent_claims_never_share_a_feed(database: str, store: Store) -> None:
@@ -210,6 +214,107 @@ def test_concurrent_claims_never_share_a_feed(database: str, store: Store) -> No
         thread.join()
     assert not set(claimed[0]) & set(claimed[1])
     assert len(claimed[0]) + len(claimed[1]) == 40
+
+
+def _pending_deliveries(store: Store, alerts: int) -> None:
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    items = [
+        NewItem(item(f"guid:{n}", f"https://a.example/{n}", f"f{n}", f"Story {n}"), (MATCH,), False)
+        for n in range(alerts)
+    ]
+    store.record_poll(ok(task.feed_id, *items), NOW, NOW, route)
+
+
+def _psycopg(database: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(database.replace("postgresql+psycopg://", "postgresql://"))
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_a_delivery_claim_skips_rows_another_instance_has_locked(database: str, store: Store) -> None:
+    """Another instance in the middle of its claim holds row locks on some deliveries: this claim takes the
+    others, and neither waits for nor takes the locked ones (without the row lock it takes them too)."""
+    _pending_deliveries(store, 3)
+    with _psycopg(database) as other:
+        locked = [row[0] for row in other.execute("SELECT id FROM delivery ORDER BY id LIMIT 2 FOR UPDATE")]
+        claimed: list[int] = []
+        claimer = threading.Thread(
+            target=lambda: claimed.extend(d.delivery_id for d in store.claim_deliveries(NOW, 10, LEASE))
+        )
+        claimer.start()
+        claimer.join(timeout=20)
+        assert not claimer.is_alive(), "the claim waited on rows another instance holds"
+        other.rollback()
+    assert len(claimed) == 4 and not set(claimed) & set(locked), (claimed, locked)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_a_feed_claim_skips_feeds_another_instance_has_locked(database: str, store: Store) -> None:
+    """Another instance in the middle of its claim holds row locks on some feeds: this claim takes the others
+    at once (without the row lock it would lease those too, and both instances would poll them)."""
+    store.sync_feeds([spec(f"https://f{i}.example/rss") for i in range(5)], NOW)
+    with _psycopg(database) as other:
+        locked = [row[0] for row in other.execute("SELECT feed_id FROM feed_state ORDER BY feed_id LIMIT 2 FOR UPDATE")]
+        claimed: list[int] = []
+        claimer = threading.Thread(
+            target=lambda: claimed.extend(t.feed_id for t in store.claim_due(NOW, 10, LEASE, "b"))
+        )
+        claimer.start()
+        claimer.join(timeout=20)
+        assert not claimer.is_alive(), "the claim waited on feeds another instance holds"
+        other.rollback()
+    assert len(claimed) == 3 and not set(claimed) & set(locked), (claimed, locked)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_delivery_claims_on_postgres_take_turns(database: str, store: Store) -> None:
+    """One instance claims at a time (a digest's deliveries go out as one message, the hourly cap counts
+    one sender): a claim waits while another instance holds the claim lock, then sees what that one took."""
+    from monitor.store.repo import DELIVERY_CLAIM_LOCK
+
+    _pending_deliveries(store, 2)
+    with _psycopg(database) as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (DELIVERY_CLAIM_LOCK,))
+        other.execute("UPDATE delivery SET lease_until = %s", (NOW + LEASE,))  # it claims every delivery
+        claimed: list[int] = []
+        claimer = threading.Thread(
+            target=lambda: claimed.extend(d.delivery_id for d in store.claim_deliveries(NOW, 10, LEASE))
+        )
+        claimer.start()
+        claimer.join(timeout=2)
+        assert claimer.is_alive(), "the claim did not wait for the other instance's claim"
+        other.commit()
+        claimer.join(timeout=20)
+    assert not claimer.is_alive() and claimed == []
+
+
+def test_migration_0005_keeps_deliveries_stored_by_position(database: str, store: Store) -> None:
+    """Deliveries stored before target keys name a position: through 0005 they keep it as text, and a channel
+    still finds that target by position; a key never reads as a position."""
+    from alembic import command
+    from alembic.config import Config
+
+    from monitor.config.loader import ChannelSpec
+    from monitor.store import engine as engine_module
+
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    legacy = lambda matches: [("desk", "0", NOW), ("desk", "1", NOW)]  # noqa: E731 - positions, as before 0005
+    store.record_poll(
+        ok(task.feed_id, NewItem(item("guid:1", "https://a.example/1", "f1"), (MATCH,), False)), NOW, NOW, legacy
+    )
+    config = Config()
+    config.set_main_option("script_location", str(engine_module._MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    upgrade(store.engine)
+    claimed = store.claim_deliveries(NOW, 10, LEASE)
+    assert sorted(d.target for d in claimed) == ["0", "1"]
+    channel = ChannelSpec("desk", ("json://a", "json://b"), ("a", "b"), keys=("t00000000", "t11111111"))
+    assert [channel.target(k) for k in ("0", "1", "2", "t11111111", "tffffffff")] == [0, 1, None, 1, None]
 
 
 def test_the_head_revision_constant_is_alembics_head() -> None:

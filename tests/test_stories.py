@@ -17,9 +17,9 @@ import pytest
 
 from monitor.pipeline.stories import Member, choose, sketch
 from tests.conftest import cli
+from tests.harness import KEYWORDS as SERVICE_KEYWORDS
+from tests.harness import Harness
 from tests.servers import FeedFarm, Route, WebhookSink, running
-from tests.test_service import KEYWORDS as SERVICE_KEYWORDS
-from tests.test_service import Harness
 
 # The service tests' watch list (rule `karabakh`, high), an urgent rule to escalate to, and the spread line.
 KEYWORDS = (

@@ -10,6 +10,7 @@ everything is valid.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,23 @@ class ChannelSpec:
     schedule: str | None = None
     timezone: str = "UTC"
     max_per_hour: int | None = None
+    keys: tuple[str, ...] = ()
+    """Each target's stable key (`target_key`), in the order of `targets`."""
+
+    def target(self, key: str) -> int | None:
+        """The position of the target with this key now, or None when it left the list. A bare number is a
+        position (deliveries stored before keys)."""
+        if key in self.keys:
+            return self.keys.index(key)
+        if key.isdigit() and int(key) < len(self.targets):
+            return int(key)
+        return None
+
+
+def target_key(written: str) -> str:
+    """A target's identity in the outbox: a digest of its URL as written in channels.toml, `${VAR}`s
+    unexpanded, so it survives the list's edits around it and a rotated secret, and stores no secret."""
+    return "t" + hashlib.sha256(written.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -339,8 +357,13 @@ def _load_channels(
     specs: list[ChannelSpec] = []
     for cid, channel in model.channels.items():
         targets: list[str] = []
+        keys: list[str] = []
         for index, raw in enumerate(channel.urls):
             loc: Loc = ("channels", cid, "urls", index)
+            if raw in channel.urls[:index]:
+                first = channel.urls.index(raw)
+                problems.append(doc.problem(loc, f"{_dotted(loc)}: the same target as urls[{first}]; list it once"))
+                continue
             url = _expand(raw, env, doc, loc, problems)
             if url is None:
                 continue
@@ -349,6 +372,7 @@ def _load_channels(
                 problems.append(doc.problem(loc, f"{_dotted(loc)}: {reason}"))
                 continue
             targets.append(url)
+            keys.append(target_key(raw))
         timezone_ok = True
         try:
             ZoneInfo(channel.timezone)
@@ -387,6 +411,7 @@ def _load_channels(
                 channel.schedule,
                 channel.timezone,
                 channel.max_per_hour,
+                tuple(keys),
             )
         )
     if not specs:

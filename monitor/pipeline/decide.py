@@ -82,20 +82,25 @@ def read_body(
     # and ~15 MB).
     from monitor.pipeline.normalize import normalize
     from monitor.pipeline.parse import ParseFailure, parse_feed
-    from monitor.pipeline.prescan import only, scan
+    from monitor.pipeline.prescan import first_entries, only, scan
 
     body = result.body
     entries: int | None = None
+    capped = first_entries(body, MAX_ITEMS_PER_POLL)
+    if capped is not None:
+        body, entries = capped
     if known is not None and (found := scan(body)) is not None:
         fresh = [position for position, key in enumerate(found.keys) if key not in known]
         if not fresh:
             return nothing_new(task, result, digest)
         body = only(body, found, fresh)
-        entries = len(found.keys)
+        entries = entries or len(found.keys)
     parsed = parse_feed(body, result.headers, result.url)
     if isinstance(parsed, ParseFailure):
         return PollOutcome(feed_id=task.feed_id, status="failed", error=parsed.reason, http_status=result.http_status)
     warnings = list(parsed.warnings)
+    if capped is not None:
+        warnings.append(f"{capped[1]} entries: only the first {MAX_ITEMS_PER_POLL} were read")
     items: dict[str, Item] = {}
     for entry in parsed.entries[:MAX_ITEMS_PER_POLL]:
         item = normalize(entry, result.url, now)
@@ -105,7 +110,7 @@ def read_body(
             warnings.append(f"two entries share the id {item.key[:80]!r}: kept the first")
         else:
             items[item.key] = item
-    if len(parsed.entries) > MAX_ITEMS_PER_POLL:
+    if capped is None and len(parsed.entries) > MAX_ITEMS_PER_POLL:
         warnings.append(f"{len(parsed.entries)} entries: only the first {MAX_ITEMS_PER_POLL} were read")
     total = len(parsed.entries) if entries is None else entries
     return ReadFeed(parsed.title, tuple(items.values()), digest, tuple(warnings), entries=total)
@@ -119,13 +124,15 @@ def new_items(
     backfill: timedelta,
     now: datetime,
 ) -> tuple[NewItem, ...]:
-    """Items whose key the feed has not delivered before, matched; on a new feed's first poll, those older
-    than the backfill window (or undated) are kept silent, so adding a feed never floods the desk."""
+    """Items whose key the feed has not delivered before, matched. On any poll, one first seen more than the
+    backfill window after its publication is kept silent (stored, not alerted): adding a feed, or a feed
+    dumping its archive, never floods the desk. An undated entry cannot be placed: on a new feed's first poll
+    it is part of the baseline (silent), after that it is news (alerted)."""
     fresh = []
     for item in items:
         if item.key in known:
             continue
-        silent = first_poll and (item.published is None or item.published < now - backfill)
+        silent = first_poll if item.published is None else item.published < now - backfill
         fresh.append(NewItem(item, tuple(match(item)), silent))
     return tuple(fresh)
 

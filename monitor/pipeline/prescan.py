@@ -66,6 +66,32 @@ def scan(body: bytes) -> Scan | None:
     return Scan(tuple(keys), tuple(block.span() for block in blocks))
 
 
+def first_entries(body: bytes, limit: int) -> tuple[bytes, int] | None:
+    """The body cut to its first `limit` entries, and how many it had; None when it has no more.
+
+    This is what bounds a poll's parsing: a body under the size cap may hold hundreds of thousands of tiny
+    entries, and feedparser builds every one before any cap on its output can apply. Entries are siblings,
+    so the cut runs from the start of entry `limit + 1` to the end of the last one, and the document's
+    closing tags stay. A body this cannot read as bytes (UTF-16) is parsed whole.
+    """
+    if not _plain_encoding(body):
+        return None
+    tag = b"item" if b"<item" in body else b"entry"
+    starts: list[int] = []
+    count = 0
+    for opened in _OPENS[tag].finditer(body):
+        count += 1
+        if count <= limit + 1:
+            starts.append(opened.start())
+    if count <= limit:
+        return None
+    closing = body.rfind(b"</" + tag)
+    end = body.find(b">", closing) + 1 if closing >= 0 else 0
+    if end <= starts[limit]:
+        return body[: starts[limit]], count  # no closing tag after the cut: feedparser reads what precedes
+    return body[: starts[limit]] + body[end:], count
+
+
 def only(body: bytes, found: Scan, keep: Iterable[int]) -> bytes:
     """The body with every entry but those at the positions in `keep` cut out; the rest is untouched."""
     kept = sorted(set(keep))

@@ -28,8 +28,8 @@ from monitor.records import PRIORITIES, NewItem, Priority, RuleMatch
 from monitor.store.bulk import many, upsert
 from monitor.store.tables import ALERT, ITEM, STORY
 
-Route = tuple[str, int, datetime]
-"""Where an alert goes: channel id, target position, and when the delivery is first due."""
+Route = tuple[str, str, datetime]
+"""Where an alert goes: channel id, target key, and when the delivery is first due."""
 Router = Callable[[Sequence[RuleMatch]], list[Route]]
 
 

@@ -42,6 +42,8 @@ class StoredPoll:
     deliveries: int
     storm: str | None = None
     """Why the poll's new items were stored silently (a GUID reset, a CMS migration), for the operator."""
+    gap: str | None = None
+    """Every entry of the poll was new: what may have scrolled off between polls, for the operator."""
     matched: tuple[str, ...] = ()
     """The rule of each match stored."""
     alerted: tuple[tuple[str, str], ...] = ()
@@ -58,11 +60,13 @@ def record(session: Session, polls: Sequence[Poll], now: datetime, route: Router
            policy: StoryPolicy = DEFAULT_POLICY) -> list[StoredPoll]:  # fmt: skip
     """Apply `polls` in `session` (the caller commits): each feed's state, and everything new."""
     outcomes, storms = _brake(session, [p.outcome for p in polls], now)
+    gaps = _gaps(session, outcomes, storms, now)
     counts = _store_items(session, outcomes, now, route, policy)
     stored = [
-        replace(counts.get(poll.outcome.feed_id, StoredPoll(0, 0, 0)), storm=storms.get(poll.outcome.feed_id))
+        replace(counts.get(poll.outcome.feed_id, StoredPoll(0, 0, 0)), storm=storms.get(poll.outcome.feed_id),
+                gap=gaps.get(poll.outcome.feed_id))
         for poll in polls
-    ]
+    ]  # fmt: skip
     success: list[dict[str, Any]] = []
     failure: list[dict[str, Any]] = []
     titles: list[dict[str, Any]] = []
@@ -253,6 +257,32 @@ def _brake(session: Session, outcomes: list[PollOutcome], now: datetime) -> tupl
             update(FEED_STATE).where(FEED_STATE.c.feed_id == outcome.feed_id).values(warning=reason, warning_at=now)
         )
     return result, storms
+
+
+GAP_FEED = 5
+"""A feed showing fewer entries says too little to tell a gap from a quiet feed."""
+
+
+def _gaps(session: Session, outcomes: list[PollOutcome], storms: dict[int, str], now: datetime) -> dict[int, str]:
+    """The missed-item signal (RELIABILITY.md case 13): when every entry a feed shows is new, more may have
+    been published and scrolled off since the last poll. Nothing can fetch those; the operator is told, so
+    the feed can be polled more often, and each feed counts its gaps."""
+    gaps: dict[int, str] = {}
+    for outcome in outcomes:
+        fresh = len(outcome.new_items)
+        if outcome.first_poll or outcome.feed_id in storms or outcome.entries < GAP_FEED or fresh < outcome.entries:
+            continue
+        reason = (
+            f"possible gap: all {outcome.entries} entries were new since the last poll; items published "
+            "between polls may have scrolled off (poll this feed more often)"
+        )
+        gaps[outcome.feed_id] = reason
+        session.connection().execute(
+            update(FEED_STATE)
+            .where(FEED_STATE.c.feed_id == outcome.feed_id)
+            .values(warning=reason, warning_at=now, gaps=FEED_STATE.c.gaps + 1)
+        )
+    return gaps
 
 
 def _present(session: Session, ids: list[int]) -> set[int]:

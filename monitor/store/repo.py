@@ -72,12 +72,14 @@ class FeedHealth:
     next_poll_at: datetime | None
     warning: str | None = None
     """The last warning for the operator that is not a failure (a storm of re-sent items), with its time."""
+    gaps: int = 0
+    """Polls that found every entry new (a possible gap)."""
 
 
 @dataclass(frozen=True)
 class DeliveryState:
     channel: str
-    target: int
+    target: str
     status: str
     attempts: int
     last_error: str | None
@@ -255,6 +257,7 @@ class Store:
                     f"{state.warning} ({state.warning_at:%Y-%m-%d %H:%MZ})"
                     if state.warning and state.warning_at
                     else state.warning,
+                    state.gaps,
                 )
                 for feed, state in rows
             ]
@@ -327,7 +330,7 @@ class Store:
             session.execute(update(DeliveryRow).where(col(DeliveryRow.id) == delivery_id).values(**values))
             session.commit()
 
-    def sent_since(self, channel: str, target: int, since: datetime) -> int:
+    def sent_since(self, channel: str, target: str, since: datetime) -> int:
         with Session(self.engine) as session:
             query = select(func.count()).where(
                 col(DeliveryRow.channel) == channel,

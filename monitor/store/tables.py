@@ -10,14 +10,14 @@
                                        grow with history
 
 Seen keys (`item.feed_id`, `item.key`) are kept for ever, so a pruned or re-added entry never re-alerts.
-No table holds a channel URL: a delivery names its channel and the target's position in it.
+No table holds a channel URL: a delivery names its channel and the target's key (see `target_key`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from monitor.store.types import UTCDateTime
@@ -67,6 +67,8 @@ class FeedStateRow(SQLModel, table=True):
     warning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """The last thing the operator should know that is not a failure (a storm of re-sent items)."""
     warning_at: datetime | None = Field(default=None, sa_column=_utc())
+    gaps: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    """Polls that found every entry new: items may have scrolled off the feed between polls."""
 
 
 class StoryRow(SQLModel, table=True):
@@ -104,8 +106,8 @@ class ItemRow(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, sa_column=_utc())
     seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     silent: bool = False
-    """Stored without alerting: older than the backfill window of a new feed's first poll, or brought by a
-    storm (a feed presenting most of its items as new again)."""
+    """Stored without alerting: first seen more than the backfill window after its publication, or brought by
+    a storm (a feed presenting most of its items as new again)."""
     sketch: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """The words the story layer compares (`pipeline.stories.Sketch.encode`); only for items that alert."""
 
@@ -167,8 +169,10 @@ class DeliveryRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id")
     channel: str = Field(max_length=100)
-    target: int
-    """Position of the URL in the channel's `urls`; the URL itself is looked up in the config at send time."""
+    target: str = Field(max_length=20)
+    """The target's key in its channel (`config.target_key`: a digest of the URL as written, so it survives
+    edits to the list around it); the URL itself is looked up in the config at send time. Rows from before
+    migration 0005 hold the URL's position."""
     status: str = Field(default="pending", max_length=20)
     """pending | sending | sent | dead | cancelled."""
     attempts: int = 0

@@ -1,0 +1,50 @@
+"""delivery.target: the target's key (a digest of its URL as written in channels.toml), not its position;
+feed_state.gaps: polls that found every entry of a feed new (a possible gap)
+
+Before, a delivery named its target by position in the channel's `urls`: removing one URL moved the next into
+its place, and pending deliveries went to the wrong target under a new idempotency key. Rows written before
+keep their position as text ("0", "1"); the service still reads those by position.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("feed_state", sa.Column("gaps", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.alter_column(
+            "target",
+            existing_type=sa.Integer(),
+            type_=sa.String(length=20),
+            existing_nullable=False,
+            postgresql_using="target::text",
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("feed_state", schema=None) as batch_op:
+        batch_op.drop_column("gaps")
+    # Keys cannot become positions again: rows by key are cancelled if pending, and take a negative number
+    # of their own (unique, and no position) so the history stays.
+    op.execute("UPDATE delivery SET status = 'cancelled' WHERE status = 'pending' AND target LIKE 't%'")
+    op.execute("UPDATE delivery SET target = CAST(-id AS VARCHAR(20)) WHERE target LIKE 't%'")
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.alter_column(
+            "target",
+            existing_type=sa.String(length=20),
+            type_=sa.Integer(),
+            existing_nullable=False,
+            postgresql_using="target::integer",
+        )
