@@ -35,7 +35,10 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Apprise logs each plugin's chatter at INFO; its warnings are kept with each delivery instead.
-    logging.getLogger("apprise").setLevel(logging.ERROR)
+    # Apprise's warnings reach each send's result, captured on its own logger (so its level must let them
+    # through: at ERROR, every failure read "no reason given"), and are logged once from there, scrubbed;
+    # its own lines are kept out of the service's log.
+    logging.getLogger("apprise").setLevel(logging.WARNING)
+    handler.addFilter(lambda record: not record.name.startswith("apprise"))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

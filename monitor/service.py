@@ -50,7 +50,8 @@ T = TypeVar("T")
 
 FEED_LEASE = timedelta(minutes=5)
 DELIVERY_LEASE = timedelta(minutes=2)
-SEND_TIMEOUT = 30.0
+SEND_TIMEOUT = 15.0
+"""Seconds a send may take, whatever the target does (RELIABILITY.md case 32): the alert is retried later."""
 MAX_SEND_ATTEMPTS = 12
 CLAIM_BATCH = 5000
 IN_FLIGHT = 300

@@ -73,7 +73,10 @@ class FeedFarm:
                 if route.delay:
                     time.sleep(route.delay)
                 tag = '"' + hashlib.sha1(route.body).hexdigest() + '"'
-                if route.etag and self.headers.get("If-None-Match") == tag:
+                modified = route.headers.get("Last-Modified")
+                if (route.etag and self.headers.get("If-None-Match") == tag) or (
+                    modified and self.headers.get("If-Modified-Since") == modified
+                ):
                     self.send_response(304)
                     self.end_headers()
                     return
@@ -113,6 +116,13 @@ class WebhookSink:
         self.fail_with: int | None = None
         self.fail_paths: dict[str, int] = {}
         """Per path, the status to answer instead of 200 (the sink records nothing it refuses)."""
+        self.fail_next = 0
+        """Refuse this many posts more (with 500), then accept again."""
+        self.refused: list[tuple[str, str]] = []
+        """(path, idempotency key) of every post refused."""
+        self.echo_path = False
+        """Refuse with the request's path in the reason phrase, as some proxies do: a secret in it must not
+        reach a log or the database."""
         self.attempts = 0
         self._lock = threading.Lock()
         sink = self
@@ -127,12 +137,17 @@ class WebhookSink:
                 with sink._lock:
                     sink.attempts += 1
                     failing = sink.fail_paths.get(self.path.split("?")[0], sink.fail_with)
+                    if failing is None and sink.fail_next > 0:
+                        sink.fail_next -= 1
+                        failing = 500
+                    if failing is not None:
+                        sink.refused.append((self.path.split("?")[0], self.headers.get("X-Idempotency-Key", "")))
                     if failing is None:
                         sink.received.append({"path": self.path, "body": json.loads(payload or b"{}"),
                                               "headers": {k.lower(): v for k, v in self.headers.items()},
                                               "at": time.time()})  # fmt: skip
                         sink.keys[self.headers.get("X-Idempotency-Key", "")] += 1
-                self.send_response(failing or 200)
+                self.send_response(failing or 200, f"no route to {self.path}" if failing and sink.echo_path else None)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -189,3 +204,48 @@ class SmtpSink:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+class DripSink:
+    """A webhook that accepts the connection, reads the request and then answers one byte every `every`
+    seconds, for at most `seconds`: each read arrives within a socket's read timeout, so only a deadline on
+    the whole send ends it (RELIABILITY.md case 32)."""
+
+    def __init__(self, every: float = 2.0, seconds: float = 60.0) -> None:
+        self.every, self.seconds = every, seconds
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self._closed = threading.Event()
+
+    def url(self, path: str = "/drip") -> str:
+        return f"json://127.0.0.1:{self.listener.getsockname()[1]}{path}"
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: Any) -> None:
+        with connection:
+            connection.recv(65536)
+            deadline = time.monotonic() + self.seconds
+            for byte in b"HTTP/1.1 200 OK\r\n" * 100:
+                if self._closed.wait(self.every) or time.monotonic() > deadline:
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def __enter__(self) -> DripSink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self.listener.close()

@@ -179,6 +179,7 @@ def test_channels_ok_and_secret_never_printed(write_config: WriteConfig) -> None
     result = cli("check", "--config-dir", str(directory), env={"SMTP_PASS": "s3cr3t-pw"})
     assert result.code == 0, result.stderr
     assert result.stdout.endswith("2 channels\n")
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
 
 
 def test_missing_env_var_is_named_never_its_value(write_config: WriteConfig) -> None:

@@ -37,7 +37,7 @@ def store(database: str) -> Iterator[Store]:
 
 
 def route(matches: object) -> list[Route]:
-    return [("desk", 0, NOW)]
+    return [("desk", "t0", NOW)]
 
 
 def new(key: str, *matches: RuleMatch, title: str = TITLE, lede: str = LEDE, published: datetime = NOW,

@@ -1,0 +1,178 @@
+"""Reliability, group D: notification failures (RELIABILITY.md cases 31-38), and the delivery promises of
+DESIGN.md §7 a reviewer plants bugs in: the idempotency key across attempts, the number of attempts and the
+doubling of their backoff, routing by a rule's `notify`, an alert's priority, scrubbed errors.
+
+Covered elsewhere: the hourly cap (tests/test_service.py), SMTP sends (tests/test_e2e.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+
+from monitor.service import MAX_SEND_ATTEMPTS, SEND_TIMEOUT
+from tests.conftest import cli, cli_process
+from tests.harness import Harness, headline, rss
+from tests.servers import DripSink, Route
+
+
+def _deliveries(harness: Harness) -> list[tuple[str, int, str, datetime]]:
+    """(status, attempts, channel, next try) of every delivery, oldest first."""
+    with sqlite3.connect(harness.db.removeprefix("sqlite:///")) as db:
+        rows = db.execute("SELECT status, attempts, channel, next_try_at FROM delivery ORDER BY id").fetchall()
+    return [
+        (status, attempts, channel, datetime.fromisoformat(at).replace(tzinfo=UTC))
+        for status, attempts, channel, at in rows
+    ]
+
+
+def _one_story(harness: Harness, number: int = 0) -> None:
+    harness.farm.routes["/x.xml"] = Route(rss((f"s{number}", headline(number), harness.clock.now)))
+
+
+def test_31_a_target_failing_three_times_then_accepting_gets_one_message_under_one_key(harness: Harness) -> None:
+    """500, 500, 500, then 200: four attempts, each after a backoff twice the last (30 s, 60 s, 120 s, with
+    ±20% jitter), every one carrying the same idempotency key, and the sink accepts exactly one."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.sink.fail_next = 3
+    _one_story(harness)
+    harness.cycle()
+    waits = []
+    for _ in range(3):
+        [(status, _, _, next_try)] = _deliveries(harness)
+        assert status == "pending"
+        waits.append((next_try - harness.clock.now).total_seconds())
+        harness.clock.now = next_try + timedelta(seconds=1)
+        harness.cycle(poll=False)
+    assert [(status, attempts) for status, attempts, *_ in _deliveries(harness)] == [("sent", 4)]
+    for wait, base in zip(waits, (30, 60, 120), strict=True):
+        assert 0.8 * base - 1 <= wait <= 1.2 * base + 1, waits
+    keys = {key for _, key in harness.sink.refused} | set(harness.sink.keys)
+    assert len(harness.sink.refused) == 3 and len(keys) == 1 and list(harness.sink.keys.values()) == [1]
+
+
+def test_a_target_that_never_accepts_is_tried_exactly_max_attempts_then_given_up(harness: Harness) -> None:
+    """Twelve attempts, then the delivery is dead and no further attempt is made, however long the service
+    runs: no endless retries, and the reason stays on the row."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.sink.fail_with = 503
+    _one_story(harness)
+    harness.cycle()
+    for _ in range(MAX_SEND_ATTEMPTS + 3):
+        harness.clock.now += timedelta(hours=2)  # past the longest backoff (an hour)
+        harness.cycle(poll=False)
+    assert MAX_SEND_ATTEMPTS == 12
+    assert harness.sink.attempts == MAX_SEND_ATTEMPTS
+    [(status, attempts, *_)] = _deliveries(harness)
+    assert (status, attempts) == ("dead", MAX_SEND_ATTEMPTS)
+
+
+def test_32_a_target_that_never_answers_is_given_up_on_within_the_send_timeout(harness: Harness) -> None:
+    """A webhook that drips its answer a byte every 2 s (each read within the socket's timeout) ends the send
+    at the service's deadline, 15 s at most (RELIABILITY.md case 32), with the delivery left to retry, and
+    the other target of the channel gets its message meanwhile."""
+    assert SEND_TIMEOUT <= 15
+    with DripSink(every=2.0, seconds=60) as drip:
+        harness.channels(f'[channels.desk]\nurls = ["{drip.url()}", "{harness.sink.url()}"]\n')
+        _one_story(harness)
+        started = time.monotonic()
+        _, delivered = harness.cycle()
+        elapsed = time.monotonic() - started
+    assert (delivered.sent, delivered.failed) == (1, 1)
+    assert drip.connections == 1 and len(harness.sink.received) == 1
+    # A bound the machine's load cannot make fail: the deadline plus a poll, far below 30 s.
+    assert elapsed < SEND_TIMEOUT + 10, elapsed
+    statuses = sorted((status, attempts) for status, attempts, *_ in _deliveries(harness))
+    assert statuses == [("pending", 1), ("sent", 1)]
+
+
+def test_34_one_target_down_is_retried_alone(harness: Harness) -> None:
+    """Three targets, one refusing: the other two receive exactly one message each, now and after the retry
+    that reaches the third."""
+    urls = [harness.sink.url(p) for p in ("/slack", "/telegram", "/mail")]
+    harness.channels("[channels.desk]\nurls = [" + ", ".join(f'"{u}"' for u in urls) + "]\n")
+    harness.sink.fail_paths = {"/slack": 503}
+    _one_story(harness)
+    harness.cycle()
+    harness.sink.fail_paths = {}
+    harness.clock.now += timedelta(minutes=5)
+    harness.cycle(poll=False)
+    paths = sorted(r["path"].split("?")[0] for r in harness.sink.received)
+    assert paths == ["/mail", "/slack", "/telegram"]
+    assert [p for p, _ in harness.sink.refused] == ["/slack"]
+
+
+def test_a_rules_notify_list_routes_its_alerts_and_only_its(harness: Harness) -> None:
+    """`notify = ["night"]` sends a rule's alerts to the night desk only; a rule without `notify` goes to
+    every channel."""
+    (harness.dir / "keywords.toml").write_text(
+        'schema = 1\n[entities.karabakh]\nkind = "place"\nnames = ["Karabakh"]\n'
+        '[entities.baku]\nkind = "place"\nnames = ["Baku"]\n'
+        '[[rules]]\nid = "karabakh"\nquery = "@karabakh"\npriority = "high"\nnotify = ["night"]\n'
+        '[[rules]]\nid = "baku"\nquery = "@baku"\npriority = "low"\n'
+    )
+    harness.channels(
+        f'[channels.desk]\nurls = ["{harness.sink.url("/desk")}"]\n'
+        f'[channels.night]\nurls = ["{harness.sink.url("/night")}"]\n'
+    )
+    harness.farm.routes["/x.xml"] = Route(
+        rss(("k", headline(1, "Karabakh"), harness.clock.now), ("b", headline(2, "Baku"), harness.clock.now))
+    )
+    harness.cycle()
+    got = sorted((r["path"].split("?")[0], r["body"]["title"].split()[-1]) for r in harness.sink.received)
+    karabakh, baku = headline(1, "Karabakh").split()[-1], headline(2, "Baku").split()[-1]
+    assert got == sorted([("/night", karabakh), ("/desk", baku), ("/night", baku)])
+
+
+def test_an_alert_takes_the_highest_priority_of_its_matches(harness: Harness) -> None:
+    """An item matching a low rule and an urgent one alerts as urgent, whatever the rules' order."""
+    (harness.dir / "keywords.toml").write_text(
+        'schema = 1\n[entities.karabakh]\nkind = "place"\nnames = ["Karabakh"]\n'
+        '[entities.shelling]\nkind = "event"\nnames = ["shelling"]\n'
+        '[[rules]]\nid = "region"\nquery = "@karabakh"\npriority = "low"\n'
+        '[[rules]]\nid = "attack"\nquery = "@karabakh AND @shelling"\npriority = "urgent"\n'
+        '[[rules]]\nid = "any"\nquery = "@shelling"\npriority = "normal"\n'
+    )
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.farm.routes["/x.xml"] = Route(rss(("s", f"{headline(3)} shelling", harness.clock.now)))
+    harness.cycle()
+    [message] = harness.sink.received
+    assert message["body"]["title"].startswith("[URGENT]"), message["body"]["title"]
+    assert "urgent" in message["body"]["message"].lower()
+
+
+def test_a_delivery_error_with_the_targets_secret_in_it_is_scrubbed(harness: Harness) -> None:
+    """A send error that names the target (Apprise names the host it could not reach; here the host itself
+    holds the secret, from the environment, as a per-customer webhook host does): `monitor run --once` at
+    debug level, a real process, writes the secret nowhere: not its log, not the delivery row, not
+    `monitor alerts`. Apprise's own log lines, unscrubbed, never reach the service's log."""
+    secret = "hook-T0kenS3cretValue"
+    harness.channels('[channels.desk]\nurls = ["json://${DESK_HOST}.invalid/hook"]\n')
+    _one_story(harness)
+    run = cli_process("run", "--once", "--log-level", "debug", "--config-dir", str(harness.dir), "--db", harness.db,
+                      env={"DESK_HOST": secret})  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "send failed (will retry): send failed: A Connection error occurred" in run.stderr, run.stderr
+    with sqlite3.connect(harness.db.removeprefix("sqlite:///")) as db:
+        [(error,)] = db.execute("SELECT last_error FROM delivery").fetchall()
+    listed = cli("alerts", "--db", harness.db).stdout
+    for text in (run.stderr, run.stdout, error, listed):
+        assert "T0kenS3cret" not in text
+
+
+def test_the_hourly_caps_last_free_slot_carries_a_single_alert(harness: Harness) -> None:
+    """`max_per_hour = 3` and exactly three alerts: three messages of one alert each, no summary; a fourth in
+    the same hour waits, and goes out when the hour frees a slot."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\nmax_per_hour = 3\n')
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(3))))
+    harness.cycle()
+    titles = [r["body"]["title"] for r in harness.sink.received]
+    assert len(titles) == 3 and not any("more alerts" in t for t in titles), titles
+    harness.clock.now += timedelta(minutes=1)
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(4))))
+    harness.cycle()
+    assert len(harness.sink.received) == 3
+    harness.clock.now += timedelta(hours=1, minutes=6)
+    harness.cycle(poll=False)
+    assert len(harness.sink.received) == 4 and headline(3).split()[-1] in harness.sink.received[-1]["body"]["title"]
