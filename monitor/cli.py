@@ -60,7 +60,10 @@ def check(config_dir: ConfigDir = Path("config")) -> None:
     from monitor import watch
 
     with _user_errors():
-        typer.echo(str(watch.check(config_dir)))
+        report = watch.check(config_dir)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        typer.echo(str(report))
 
 
 @app.command()

@@ -59,7 +59,8 @@ def _single_instance(url: str) -> Iterator[None]:
         yield
         return
     path = Path(engine_url.database).expanduser().with_suffix(Path(engine_url.database).suffix + ".lock")
-    handle: IO[str] = open(path, "a")  # noqa: SIM115 - held for the life of the service
+    # Owner-only, like the database beside it; held for the life of the service.
+    handle: IO[str] = os.fdopen(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600), "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -95,6 +96,8 @@ def _open_store(url: str) -> Store:
 def run(config_dir: Path, db: str | None, once: bool, metrics: tuple[str, int] | None = None) -> None:
     """`monitor run` and `monitor run --once`; `metrics`: (host, port) to serve /metrics and /healthz on."""
     config = load_config(config_dir)
+    for warning in config.warnings:
+        log.warning("config warning: %s", warning)
     opened: list[Store] = []
     with _metrics(metrics, opened) as counted:  # before anything starts: a port in use is a user's error
         if config.feeds is not None and config.feeds.feeds:
@@ -240,12 +243,15 @@ class ConfigWatcher:
             return None
         self.seen = stamp
         try:
-            return load_config(self.directory)
+            config = load_config(self.directory)
         except ConfigError as e:
             self.failures += 1
             for problem in e.problems:
                 log.error("config not reloaded, the running one stays: %s", problem, extra={"status": "rejected"})
             return None
+        for warning in config.warnings:
+            log.warning("config warning: %s", warning)
+        return config
 
 
 def notify_test(config_dir: Path, channel: str | None) -> bool:

@@ -19,7 +19,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -171,7 +171,9 @@ class Service:
         self.watchlist = config.watchlist
         self.feeds = config.feeds
         self.channels = {c.id: c for c in config.channels}
-        self._intervals = {spec.url: spec.interval for spec in config.feeds.feeds}
+        self._intervals = {spec.key: spec.interval for spec in config.feeds.feeds}
+        # The database keeps a feed's URL without its secrets; the poll fetches the URL the config expanded.
+        self._fetch_urls = {spec.key: spec.url for spec in config.feeds.feeds if spec.stored}
         self._synced = False
 
     def close(self) -> None:
@@ -241,6 +243,8 @@ class Service:
 
     async def _poll_feed(self, task: FeedTask) -> PollOutcome:
         seen = self._seen.get(task.feed_id)  # else the keys are read only if the body has changed
+        if task.url in self._fetch_urls:
+            task = replace(task, url=self._fetch_urls[task.url])
         job = Job(task, None if seen is None or task.first_poll else frozenset(seen), self.feeds.backfill)
         if self._pollers is not None:
             return await self._pollers.poll(job)

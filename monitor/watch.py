@@ -26,6 +26,7 @@ class CheckReport:
     term_groups: int
     rules: int
     channels: int
+    warnings: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return (
@@ -40,6 +41,7 @@ def check(config_dir: Path) -> CheckReport:
     assert config.watchlist is not None and config.feeds is not None and config.channels is not None
     build_matcher(config.watchlist)
     return CheckReport(
+        warnings=config.warnings,
         feeds=len(config.feeds.feeds),
         entities=len(config.watchlist.entities),
         term_groups=len(config.watchlist.terms),

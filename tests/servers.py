@@ -31,6 +31,8 @@ class Route:
     """Answer If-None-Match with 304 when the body is unchanged."""
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    auth: str | None = None
+    """"user:password" the request must carry (HTTP basic auth), else 401."""
 
 
 class FeedFarm:
@@ -70,6 +72,15 @@ class FeedFarm:
                     self.send_response(404)
                     self.end_headers()
                     return
+                if route.auth is not None:
+                    import base64
+
+                    expected = "Basic " + base64.b64encode(route.auth.encode()).decode()
+                    if self.headers.get("Authorization") != expected:
+                        self.send_response(401)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 if route.delay:
                     time.sleep(route.delay)
                 tag = '"' + hashlib.sha1(route.body).hexdigest() + '"'

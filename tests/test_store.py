@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from monitor.config import FeedSpec
 from monitor.records import Hit, Item, NewItem, PollOutcome, RuleMatch
@@ -292,7 +293,8 @@ def test_delivery_claims_on_postgres_take_turns(database: str, store: Store) -> 
 
 def test_migration_0005_keeps_deliveries_stored_by_position(database: str, store: Store) -> None:
     """Deliveries stored before target keys name a position: through 0005 they keep it as text, and a channel
-    still finds that target by position; a key never reads as a position."""
+    still finds that target by position; a key never reads as a position. A feed password stored before is
+    masked."""
     from alembic import command
     from alembic.config import Config
 
@@ -310,7 +312,13 @@ def test_migration_0005_keeps_deliveries_stored_by_position(database: str, store
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0004")
+        connection.execute(text("UPDATE feed SET config_url = 'https://desk:pw-Secret9@a.example/rss'"))
     upgrade(store.engine)
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT config_url, url FROM feed")).one() == (
+            "https://desk:***@a.example/rss",
+            "https://a.example/rss",
+        )
     claimed = store.claim_deliveries(NOW, 10, LEASE)
     assert sorted(d.target for d in claimed) == ["0", "1"]
     channel = ChannelSpec("desk", ("json://a", "json://b"), ("a", "b"), keys=("t00000000", "t11111111"))

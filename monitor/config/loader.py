@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
@@ -69,9 +70,17 @@ class FeedSpec:
     """One feed to poll."""
 
     url: str
-    """http(s):// or file:// URL, environment references expanded."""
+    """http(s):// or file:// URL, environment references expanded: what is fetched. May hold a secret."""
     name: str | None
     interval: timedelta
+    stored: str | None = None
+    """The URL as the database keeps it, when it differs from `url`: `${VAR}`s unexpanded, a literal password
+    masked, so no secret reaches the database."""
+
+    @property
+    def key(self) -> str:
+        """The feed's identity in the database (its `config_url`)."""
+        return self.stored or self.url
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class Config:
     watchlist: WatchList | None
     feeds: FeedsConfig | None
     channels: tuple[ChannelSpec, ...] | None
+    warnings: tuple[str, ...] = ()
+    """What the operator should fix that does not stop the service (a file others can read holding secrets)."""
 
 
 def load_config(
@@ -139,14 +150,29 @@ def load_config(
     problems: list[ConfigProblem] = []
     if not directory.is_dir():
         raise ConfigError([ConfigProblem(str(directory), None, "config directory not found")])
+    literal: dict[str, str] = {}
     watchlist = _load_keywords(directory, problems, sources) if keywords else None
-    feeds_config = _load_feeds(directory, environment, problems) if feeds else None
-    channel_specs = _load_channels(directory, environment, problems) if channels else None
+    feeds_config = _load_feeds(directory, environment, problems, literal) if feeds else None
+    channel_specs = _load_channels(directory, environment, problems, literal) if channels else None
     if watchlist is not None and channel_specs is not None:
         _check_notify(directory, watchlist, channel_specs, problems)
     if problems:
         raise ConfigError(problems)
-    return Config(directory, watchlist, feeds_config, channel_specs)
+    return Config(directory, watchlist, feeds_config, channel_specs, _exposed(directory, literal))
+
+
+def _exposed(directory: Path, literal: Mapping[str, str]) -> tuple[str, ...]:
+    """A warning for each config file that holds a secret written out and that others may read."""
+    warnings = []
+    for name, what in literal.items():
+        path = directory / name
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            warnings.append(
+                f"{path}: readable by others (mode {mode:o}) and {what} written out: chmod 600 it, or move the "
+                "secrets into the environment (${VAR})"
+            )
+    return tuple(warnings)
 
 
 def _dotted(loc: Loc) -> str:
@@ -267,7 +293,9 @@ def _expand(value: str, env: Mapping[str, str], doc: TomlFile, loc: Loc, problem
     return _ENV_REF.sub(lambda m: env[m.group(1)], value)
 
 
-def _load_feeds(directory: Path, env: Mapping[str, str], problems: list[ConfigProblem]) -> FeedsConfig | None:
+def _load_feeds(
+    directory: Path, env: Mapping[str, str], problems: list[ConfigProblem], literal: dict[str, str]
+) -> FeedsConfig | None:
     doc = _read(directory / "feeds.toml", problems, required=False)
     if doc is None:
         # No feeds.toml: nothing to poll, every setting at its documented default.
@@ -307,10 +335,25 @@ def _load_feeds(directory: Path, env: Mapping[str, str], problems: list[ConfigPr
                     f"feeds[{index}].interval: {format_duration(feed.interval)} is outside 30s..1d",
                 )
             )
-        specs.append(FeedSpec(url, feed.name, interval))
+        stored = _stored_url(feed.url, url)
+        if stored is not None and "${" not in feed.url:
+            literal["feeds.toml"] = "holds a feed password"
+        specs.append(FeedSpec(url, feed.name, interval, stored))
     if len(problems) > before:
         return None
     return _feeds_config(model, specs)
+
+
+def _stored_url(written: str, url: str) -> str | None:
+    """What the database keeps of a feed's URL (None: the URL itself): the URL as written when it refers to
+    the environment (a token, a password), else the URL with any literal password masked."""
+    if "${" in written and url.startswith(("http://", "https://")):
+        return written
+    parts = urlsplit(url)
+    if parts.password is None:
+        return None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _feeds_config(model: FeedsFile, specs: Sequence[FeedSpec]) -> FeedsConfig:
@@ -340,7 +383,7 @@ def _feed_url(url: str, directory: Path, doc: TomlFile, loc: Loc, problems: list
 
 
 def _load_channels(
-    directory: Path, env: Mapping[str, str], problems: list[ConfigProblem]
+    directory: Path, env: Mapping[str, str], problems: list[ConfigProblem], literal: dict[str, str]
 ) -> tuple[ChannelSpec, ...] | None:
     from monitor.notify import check_url, mask_url
     from monitor.scheduler import cron_problem
@@ -373,6 +416,8 @@ def _load_channels(
                 continue
             targets.append(url)
             keys.append(target_key(raw))
+            if "${" not in raw and (urlsplit(url).password or urlsplit(url).path.strip("/") or urlsplit(url).query):
+                literal["channels.toml"] = "holds target URLs (tokens, webhook paths, passwords)"
         timezone_ok = True
         try:
             ZoneInfo(channel.timezone)

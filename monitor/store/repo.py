@@ -108,7 +108,7 @@ class Store:
         Plain rows, not ORM objects (2,000 of those cost a quarter of a second at every start), and inserts
         that let a feed another instance has just inserted be (`ON CONFLICT DO NOTHING`): instances started
         together all sync the same feeds.toml."""
-        wanted = {spec.url: spec for spec in specs}
+        wanted = {spec.key: spec for spec in specs}  # the URL as stored: no secret in it
         feed = FEED.c
         dialect = self.engine.dialect.name
         with self.engine.begin() as connection:
