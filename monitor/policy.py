@@ -15,6 +15,10 @@ _SECRET_PARAM = re.compile(
 )
 
 
+READ_ALLOWANCE = timedelta(seconds=60)
+"""Reading and matching one body: under a second for a real feed, with the entry cap; a minute means stuck."""
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     """Limits for every request a Fetcher makes; built from feeds.toml [fetch]."""
@@ -35,6 +39,12 @@ class FetchPolicy:
     max_connections: int = 100
     """At most this many requests in flight in all."""
     max_redirects: int = 10
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a poll may take from the moment its request may start to its outcome: the whole request,
+        then `READ_ALLOWANCE` to read and match the body. Past it, the watchdog ends the poll as failed."""
+        return (self.timeout + READ_ALLOWANCE).total_seconds()
 
     def __post_init__(self) -> None:
         if self.timeout <= timedelta(0) or self.connect_timeout <= timedelta(0):

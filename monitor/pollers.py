@@ -16,6 +16,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 from itertools import count
@@ -31,6 +32,9 @@ from monitor.poller import Job, Known, lost_poll
 from monitor.records import PollOutcome
 
 log = logging.getLogger("monitor.pollers")
+
+WATCH_EVERY = 5.0
+"""Seconds between the watchdog's looks at a job in flight."""
 
 
 class Pollers:
@@ -62,14 +66,25 @@ class Pollers:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PollOutcome] = loop.create_future()
         host = (urlsplit(job.task.url).hostname or "").lower()
+        waiting = _Waiting(loop, future, job, host)
         with self._lock:
             number = next(self._ids)
-            self._waiting[number] = _Waiting(loop, future, job, host)
+            self._waiting[number] = waiting
             if self._hosts.get(host, 0) < self.policy.per_host:
                 self._dispatch(number)
             else:
                 self._queued.setdefault(host, deque()).append(number)
-        return await future
+        # The watchdog: a poller holding jobs that has said nothing for longer than one poll may take (a parse
+        # that never ends, a stopped process) is killed and replaced; its jobs end as failed polls, and every
+        # other feed keeps polling. Silence, not a job's age: a poller with a thousand jobs works through them
+        # a few dozen at a time, answering as it goes.
+        deadline = self.policy.deadline
+        while not future.done():
+            await asyncio.wait([future], timeout=WATCH_EVERY)
+            shard = waiting.shard
+            if not future.done() and shard is not None and time.monotonic() - shard.heard > deadline:
+                shard.kill(f"silent for over {deadline:.0f}s with jobs in hand: stopped and replaced (watchdog)")
+        return future.result()
 
     def _dispatch(self, number: int) -> None:
         """Send a job to the poller with the fewest jobs (holding `_lock`). `hold`: its host is at its limit,
@@ -78,8 +93,11 @@ class Pollers:
         waiting = self._waiting[number]
         busy = self._hosts[waiting.host] = self._hosts.get(waiting.host, 0) + 1
         shard = min(self._shards, key=lambda s: s.load)
+        if not shard.load:
+            shard.heard = time.monotonic()  # idle until now: its silence counts from this job
         shard.load += 1
         shard.taken += 1
+        waiting.shard = shard
         waiting.outbox = shard.put(("job", number, (waiting.job, busy >= self.policy.per_host)), waiting.loop)
 
     def _release(self, waiting: _Waiting) -> None:
@@ -174,6 +192,8 @@ class _Waiting:
     outbox: object = None
     """The queue of the poller process it was sent to (a poller that died is replaced by another)."""
     fetched: bool = False
+    shard: _Shard | None = None
+    """The poller it went to; None while it waits for its host."""
 
 
 def _settle(done: list[tuple[_Waiting, PollOutcome]]) -> None:
@@ -201,6 +221,10 @@ class _Shard:
         self._process: Any = None
         self._outbox: queue.SimpleQueue[Any] | None = None
         self._turn: list[tuple[str, int, Any]] = []
+        self._killed: str | None = None
+        """Why the watchdog killed the process, for the jobs it held."""
+        self.heard = time.monotonic()
+        """When the poller last said anything, or took its first job after being idle."""
 
     def _start(self) -> queue.SimpleQueue[Any]:
         self._process, mine = _PRESTARTED.pop() if _PRESTARTED else _spawn()
@@ -281,14 +305,26 @@ class _Shard:
                 messages = connection.recv()
             except (OSError, EOFError):
                 break
+            self.heard = time.monotonic()
             self.owner._answer(self, messages)
         with self._lock:
             if self._outbox is outbox:
                 self._outbox = None  # the next job starts a new process
         outbox.put(_CLOSED)  # the writer stops too
         connection.close()
-        self.owner._orphaned(self, outbox, "the poller process stopped before answering")
+        why, self._killed = self._killed, None
+        self.owner._orphaned(self, outbox, why or "the poller process stopped before answering")
         _reap(process)
+
+    def kill(self, why: str) -> None:
+        """Kill the process now (the watchdog): its reading thread fails its jobs with `why`."""
+        with self._lock:
+            process = self._process
+            if process is None or process.poll() is not None or self._killed is not None:
+                return
+            self._killed = why
+        log.error("poller %d stuck: %s", process.pid, why)
+        process.kill()
 
     def stop(self) -> None:
         with self._lock:

@@ -241,3 +241,6 @@ class DeliveryTask:
     target: str
     attempts: int
     idempotency_key: str
+    interrupted: bool = False
+    """An earlier attempt was claimed and never recorded (the sender died mid-send): the target may have it
+    already. The resend carries the same idempotency key, and is logged."""

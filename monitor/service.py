@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import os
 import random
@@ -30,8 +31,8 @@ from monitor.config import ChannelSpec, Config, FeedsConfig
 from monitor.config.loader import CONSOLE
 from monitor.pipeline.decide import MAX_ITEMS_PER_POLL, ReadFeed, next_poll, retry_delivery
 from monitor.pipeline.render import Format, Message, render_alert, render_digest, render_test
-from monitor.policy import FetchPolicy, mask_url
-from monitor.poller import FetchLike, Job, poll_feed, read_and_match
+from monitor.policy import READ_ALLOWANCE, FetchPolicy, mask_url
+from monitor.poller import FetchLike, Job, lost_poll, poll_feed, read_and_match
 from monitor.pollers import Pollers
 from monitor.records import DeliveryTask, FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
@@ -275,7 +276,17 @@ class Service:
     async def _read(
         self, task: FeedTask, result: FetchResult, now: datetime, known: Collection[str] | None
     ) -> ReadFeed | PollOutcome:
-        return await asyncio.to_thread(read_and_match, self.matcher, task, result, now, known)
+        # The watchdog, in process: the request has its own deadline; a read that never ends is left to its
+        # thread and the poll fails (with pollers, a stuck poller process is killed instead).
+        limit = READ_ALLOWANCE.total_seconds()
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(read_and_match, self.matcher, task, result, now, known), limit
+            )
+        except TimeoutError:
+            why = f"reading the body took over {limit:.0f}s: abandoned (watchdog)"
+            log.error("poll stuck: %s", why, extra={"feed": _feed_label(task), "status": "failed"})
+            return lost_poll(task, why)
 
     async def _known(self, feed_id: int) -> frozenset[str]:
         """Keys the feed has stored, as far as this instance knows.
@@ -409,7 +420,14 @@ class Service:
         fmt = self._format(channel, target)
         if message is None:
             message = render_digest([t.alert for t in tasks], fmt, zone, heading)
-        key = tasks[0].idempotency_key if len(tasks) == 1 else f"{tasks[0].idempotency_key}+{len(tasks)}"
+        if len(tasks) == 1:
+            key = tasks[0].idempotency_key
+        else:  # a digest or a summary: the same deliveries make the same key, after a restart too
+            ids = ",".join(str(t.delivery_id) for t in sorted(tasks, key=lambda t: t.delivery_id))
+            key = f"monitor-batch-{hashlib.sha256(ids.encode()).hexdigest()[:20]}"
+        if any(t.interrupted for t in tasks):
+            log.warning("resending what an interrupted send may have delivered (same idempotency key %s)", key,
+                        extra={"channel": channel.id, "status": "resend"})  # fmt: skip
         result = await self._send_one(channel, target, message, key)
         now = self.now()
         extra = {"channel": channel.id, "status": "sent" if result.ok else "failed"}

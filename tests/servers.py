@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -131,6 +131,8 @@ class WebhookSink:
         """Refuse this many posts more (with 500), then accept again."""
         self.refused: list[tuple[str, str]] = []
         """(path, idempotency key) of every post refused."""
+        self.on_receive: Callable[[dict[str, Any]], None] | None = None
+        """Called with each accepted post before the answer goes back (a test kills the sender there)."""
         self.echo_path = False
         """Refuse with the request's path in the reason phrase, as some proxies do: a secret in it must not
         reach a log or the database."""
@@ -158,6 +160,8 @@ class WebhookSink:
                                               "headers": {k.lower(): v for k, v in self.headers.items()},
                                               "at": time.time()})  # fmt: skip
                         sink.keys[self.headers.get("X-Idempotency-Key", "")] += 1
+                if failing is None and sink.on_receive is not None:
+                    sink.on_receive(sink.received[-1])
                 self.send_response(failing or 200, f"no route to {self.path}" if failing and sink.echo_path else None)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -285,8 +285,11 @@ class Store:
             views = self._alert_views(session, {row.alert_id for row in rows})
             tasks = []
             for row in rows:
+                # Attempted before, yet no failure recorded and not held: that attempt's sender died.
+                interrupted = row.attempts > 0 and row.last_error is None
                 row.lease_until = now + lease
                 row.attempts += 1
+                row.last_error = None  # until this attempt's outcome is recorded
                 tasks.append(
                     DeliveryTask(
                         _id(row.id),
@@ -295,6 +298,7 @@ class Store:
                         row.target,
                         row.attempts,
                         f"monitor-{row.alert_id}-{row.channel}-{row.target}",
+                        interrupted,
                     )
                 )
             session.commit()
