@@ -136,12 +136,12 @@ def send(url: str, message: Message, idempotency_key: str) -> SendResult:
     except Exception as e:  # Apprise plugins raise anything; one target's trouble is a value
         return SendResult(False, scrub(f"Apprise raised {type(e).__name__}: {e}", url))
     if result is None:
-        return SendResult(False, "Apprise had no service to notify (a config problem, not a success)")
+        return SendResult(False, "Apprise had no service to notify (a config problem, not a success)", retry=False)
     if result:
         return SendResult(True)
     status = str(getattr(getattr(result, "status", None), "name", "FAILURE"))
     if status == "NOMATCH":
-        return SendResult(False, "Apprise had no service to notify (a config problem, not a success)")
+        return SendResult(False, "Apprise had no service to notify (a config problem, not a success)", retry=False)
     if status == "TIMEOUT":
         return SendResult(False, "Apprise timed out sending")
     warnings = [entry.message for entry in getattr(result, "logs", list)() if entry.level in ("WARNING", "ERROR")]

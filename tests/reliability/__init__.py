@@ -1,0 +1,38 @@
+"""The reliability battery: RELIABILITY.md's 58 cases, each with its test or the reason it has none.
+
+A case tested elsewhere in the suite is pointed to, not repeated. "Open" marks a case whose fault is known and
+not yet fixed (issue 13 stays open for them).
+
+A. Hostile feeds (test_feeds.py): 1 entity bomb, 4 empty and cut-off bodies, 5 encodings, 7 one GUID twice,
+   9 an edited entry, 11 many tiny entries (the cap bounds parsing), 13 the possible-gap signal, and an
+   archive dump (backfill on every poll). 2 XXE, 3 HTML or error status, 6 fallback keys, 12 dates:
+   tests/test_parse.py, test_normalize.py, test_fetch.py, test_e2e.py. 8 GUID storm: tests/test_stories.py.
+   10 injection made inert: tests/test_render.py (through each service's own format: issue 14).
+B. HTTP faults (test_http.py): 17 conditional GET through restarts. 14, 15, 16, 20, 21, 22, 23, 24 (two at
+   once per host): tests/test_fetch.py, test_pollers.py; 18, 19 (Retry-After, backoff): tests/test_decide.py.
+   Open: 24's jittered start (a new feed is due at once).
+C. Config (test_config.py): 28 a keyword added, 30 a target removed or its secret rotated. 25, 27:
+   tests/test_reload.py; 26: tests/test_config_errors.py (no regexes or feed ids: the equivalents); 29:
+   tests/test_service.py, test_store.py.
+D. Notifications (test_delivery.py): 31 three failures then one message under one key, 32 a target that never
+   answers, 34 one target down, 36 Apprise raising, failing, answering None; twelve attempts then dead, routing,
+   priority, the hourly cap's last slot, a secret in an error. Open: 33 (a permanent SMTP 550 is retried like a
+   transient error, ~6 hours, before it is dead; Apprise gives the code only at debug level; the operator
+   notice is issue 14), 35 (no pacing per chat, a 429's Retry-After not read), 37 (after an outage, retries
+   come due in jittered order, no backlog digest), 38 (no budget per service: a long digest exceeds
+   Telegram's 4,096 characters; issue 14, point 3).
+E. Crashes (test_restarts.py): 40 killed after the target accepted, 44 a stuck poller. 39:
+   tests/test_e2e.py. 41, 42: bench/soak.py (SIGKILLs at random moments of whole-process cycles, integrity
+   checked; restarts after fake hours). 43 moot: no persistent job store (three in-memory jobs, due times in
+   the database). Open: 45 (disk full: no test; the write error reaches the scheduler's log each second).
+F. Instances (test_scale.py): 49 a second instance on one SQLite file, eight writers; 50 digests across a
+   daylight-saving change. 46, 47, 50's skew: tests/test_instances.py, test_store.py, test_clock.py. 48 moot:
+   no pre-forked web server; every `monitor run` is an instance.
+G. Resources: open. 51 (100 feeds of 10 MB under 512 MiB: parsing is one body at a time per poller and the
+   entry cap bounds it, but bodies waiting to be parsed are bounded only by connections times the size cap);
+   52 (DESIGN.md §5's configurable retention is not built: rows are kept for ever; the seen keys must be).
+   Memory over an hour: bench/memory.py.
+H. Security (test_security.py): 57 a feed's password, 58 file modes and the readable-config warning. 53,
+   54, 55, 56: tests/test_fetch.py, test_config_errors.py, test_normalize.py; 57 for channels:
+   tests/test_e2e.py and test_delivery.py.
+"""

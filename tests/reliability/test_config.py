@@ -1,6 +1,16 @@
 """Reliability, group C: config and hot reload (RELIABILITY.md cases 25-30).
 
-Case 30 here: a target changed or removed while deliveries are pending."""
+Covered elsewhere:
+- 25 (invalid TOML while running: rejected with file:line:col, the running config stays, the failure counted)
+  and 27 (saves by truncate-then-write, by rename, half-written: debounced, only a complete valid config
+  applied): tests/test_reload.py and tests/test_config_errors.py; the reload-failure counter in /metrics:
+  tests/test_operator.py.
+- 26 (every problem at once, nothing applied): tests/test_config_errors.py. Adapted: the watch list has no
+  regexes (a bad query or name is the equivalent), feeds have no ids (a duplicate URL is), and `file://` feeds
+  are allowed by design (DESIGN.md §3, saved feeds).
+- 29 (a new feed's first poll; a removed and re-added feed keeps its seen keys): tests/test_service.py,
+  tests/test_decide.py, tests/test_store.py.
+Here: 28, and 30 (a target changed or removed while deliveries are pending)."""
 
 from __future__ import annotations
 
@@ -14,6 +24,28 @@ from monitor.errors import ConfigError
 from tests.conftest import cli
 from tests.harness import Harness, rss
 from tests.servers import Route
+
+
+def test_28_a_keyword_added_matches_from_the_next_cycle_and_back_fills_nothing(harness: Harness) -> None:
+    """Items already stored are never matched again: adding a name alerts on the next new item that carries
+    it, not on the stored ones that did."""
+    harness.farm.routes["/x.xml"] = Route(rss(("s1", "Ceasefire talks in Zangezur", harness.clock.now)))
+    assert harness.cycle()[0].alerts == 0
+    keywords = harness.dir / "keywords.toml"
+    keywords.write_text(
+        keywords.read_text().replace(
+            'names = ["Karabakh", "Stepanakert"]', 'names = ["Karabakh", "Stepanakert", "Zangezur"]'
+        )
+    )
+    harness.clock.now += timedelta(minutes=10)
+    harness.farm.routes["/x.xml"] = Route(
+        rss(
+            ("s2", "Road through Zangezur reopens", harness.clock.now),
+            ("s1", "Ceasefire talks in Zangezur", harness.clock.now),
+        )
+    )
+    report, _ = harness.cycle()
+    assert (report.new_items, report.alerts) == (1, 1) and "reopens" in harness.console[-1]
 
 
 def test_30_removing_a_target_cancels_its_deliveries_and_moves_no_other(harness: Harness) -> None:

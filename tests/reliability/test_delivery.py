@@ -11,6 +11,8 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from monitor.service import MAX_SEND_ATTEMPTS, SEND_TIMEOUT
 from tests.conftest import cli, cli_process
 from tests.harness import Harness, headline, rss
@@ -176,3 +178,33 @@ def test_the_hourly_caps_last_free_slot_carries_a_single_alert(harness: Harness)
     harness.clock.now += timedelta(hours=1, minutes=6)
     harness.cycle(poll=False)
     assert len(harness.sink.received) == 4 and headline(3).split()[-1] in harness.sink.received[-1]["body"]["title"]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error", "status"),
+    [
+        ("raise", "Apprise raised RuntimeError: plugin crashed", "pending"),
+        ("false", "send failed: no reason given", "pending"),
+        ("none", "Apprise had no service to notify (a config problem, not a success)", "dead"),
+    ],
+)
+def test_36_apprise_raising_failing_or_answering_none_are_three_outcomes(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, behaviour: str, error: str, status: str
+) -> None:
+    """Apprise's notify made to raise, return False and return None (the one place a stand-in is used: no
+    real service makes Apprise return None): each is recorded as its own failure; a raise and a False are
+    retried, a None is a config problem, dead at once instead of retried for hours, and never a success."""
+    import apprise
+
+    def notify(self: object, **kwargs: object) -> object:
+        if behaviour == "raise":
+            raise RuntimeError("plugin crashed")
+        return behaviour == "none" and None
+
+    monkeypatch.setattr(apprise.Apprise, "notify", notify)
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    _one_story(harness)
+    _, delivered = harness.cycle()
+    assert (delivered.sent, delivered.failed) == (0, 1)
+    with sqlite3.connect(harness.db.removeprefix("sqlite:///")) as db:
+        assert db.execute("SELECT status, last_error FROM delivery").fetchall() == [(status, error)]

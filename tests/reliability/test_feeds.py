@@ -1,10 +1,13 @@
 """Reliability, group A: hostile and malformed feeds (RELIABILITY.md cases 1-13) as the service meets them.
 
 Cases covered elsewhere, not repeated here:
-- 2 (XXE), 3 (HTML or an error status before parsing), 6 (fallback keys), 12 (dates): tests/test_parse.py,
-  tests/test_decide.py and tests/test_fetch.py.
-Here: a feed dumping its archive (backfill on every poll), case 11 (a body of very many tiny entries: the cap
-bounds parsing itself) and case 13 (a feed whose every entry is new: the possible-gap signal).
+- 2 (XXE: the canary file and URL never read), 3 (HTML or an error status judged before parsing), 6 (stable
+  fallback keys), 12 (dates missing, far ahead, odd offsets): tests/test_parse.py, tests/test_decide.py,
+  tests/test_normalize.py, tests/test_fetch.py and tests/test_e2e.py.
+- 8 (every GUID regenerated: the storm brake, one warning): tests/test_stories.py.
+- 10 (markup and pings from feeds made inert on every format): tests/test_render.py; through real services'
+  formats, issue 14.
+Here, through the whole service: 1, 4, 5, 7, 9, 11, 13, and a feed dumping its archive.
 """
 
 from __future__ import annotations
@@ -37,6 +40,77 @@ def test_an_old_feed_dumping_its_archive_alerts_only_what_is_new(harness: Harnes
     report, _ = harness.cycle()
     assert (report.new_items, report.alerts) == (MAX_ITEMS_PER_POLL, 0)
     assert len(harness.console) == 2
+
+
+def test_1_an_entity_bomb_fails_its_feed_and_no_other(harness: Harness) -> None:
+    """Billion laughs served by one feed: refused before any expansion, the feed marked failing with the
+    reason, the other feed polled and alerting."""
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+        + b"".join(b'<!ENTITY %c "%s">' % (98 + n, (b"&%c;" % (97 + n)) * 10) for n in range(9))
+        + b']><rss version="2.0"><channel><title>&j;</title></channel></rss>'
+    )
+    harness.farm.routes["/bomb.xml"] = Route(bomb)
+    harness.farm.routes["/x.xml"] = Route(rss(("s1", headline(1), harness.clock.now)))
+    harness.feeds(harness.farm.url("/bomb.xml"), harness.farm.url("/x.xml"))
+    report, _ = harness.cycle()
+    assert (report.polled, report.failed, report.alerts) == (2, 1, 1)
+    [(_, error)] = report.failures
+    assert "entities" in error, error
+    feeds = {
+        f["url"].rsplit("/", 1)[-1]: f
+        for f in map(json.loads, cli("feeds", "--json", "--db", harness.db).stdout.splitlines())
+    }
+    assert feeds["bomb.xml"]["status"] == "failing" and feeds["x.xml"]["status"] == "ok"
+
+
+def test_4_an_empty_body_fails_clearly_and_a_cut_off_body_never_duplicates(harness: Harness) -> None:
+    """An empty 200 is a failure that says so; a body cut off mid-item alerts what it holds whole, and the
+    complete body after it adds only what was missing: no item alerts twice."""
+    harness.farm.routes["/x.xml"] = Route(b"")
+    report, _ = harness.cycle()
+    assert report.failed == 1 and "empty" in report.failures[0][1], report.failures
+    whole = rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(4)))
+    harness.farm.routes["/x.xml"] = Route(whole[: whole.index(b"<item>", whole.index(b"s2")) - 40])
+    harness.clock.now += timedelta(minutes=10)
+    first, _ = harness.cycle()
+    harness.farm.routes["/x.xml"] = Route(whole)
+    harness.clock.now += timedelta(minutes=10)
+    second, _ = harness.cycle()
+    assert first.alerts + second.alerts == 4 and second.failed == 0
+    assert len(harness.console) == 4
+
+
+def test_5_a_mislabelled_encoding_still_matches_and_is_no_failure(harness: Harness) -> None:
+    """Latin-1 bytes in a feed labelled UTF-8: the poll is a success (the oddity a warning), and a rule on
+    "Müller" fires."""
+    (harness.dir / "keywords.toml").write_text(
+        'schema = 1\n[entities.mueller]\nkind = "person"\nnames = ["Müller"]\n'
+        '[[rules]]\nid = "mueller"\nquery = "@mueller"\npriority = "high"\n'
+    )
+    body = rss(("s1", "Minister Müller resigns", harness.clock.now)).replace(b"M\xc3\xbcller", b"M\xfcller")
+    harness.farm.routes["/x.xml"] = Route(body, content_type="application/rss+xml; charset=utf-8")
+    report, _ = harness.cycle()
+    assert (report.failed, report.alerts) == (0, 1) and "Müller" in harness.console[0]
+
+
+def test_7_one_guid_on_two_items_alerts_once_and_never_flips(harness: Harness) -> None:
+    """Two entries share a GUID; the next polls swap their order: one alert in all."""
+    a, b = ("dup", headline(1), harness.clock.now), ("dup", headline(2), harness.clock.now)
+    for order in ((a, b), (b, a), (a, b)):
+        harness.farm.routes["/x.xml"] = Route(rss(*order))
+        harness.cycle()
+        harness.clock.now += timedelta(minutes=10)
+    assert len(harness.console) == 1
+
+
+def test_9_an_entry_edited_under_its_guid_does_not_alert_again(harness: Harness) -> None:
+    harness.farm.routes["/x.xml"] = Route(rss(("g1", headline(1), harness.clock.now)))
+    harness.cycle()
+    harness.clock.now += timedelta(minutes=10)
+    harness.farm.routes["/x.xml"] = Route(rss(("g1", headline(1) + " (updated)", harness.clock.now)))
+    report, _ = harness.cycle()
+    assert (report.new_items, report.alerts) == (0, 0) and len(harness.console) == 1
 
 
 def _task() -> FeedTask:
