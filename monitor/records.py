@@ -241,6 +241,8 @@ class DeliveryTask:
     target: str
     attempts: int
     idempotency_key: str
+    waited: bool = False
+    """An earlier attempt failed, or the delivery was held (a failing target, the hourly cap)."""
     interrupted: bool = False
     """An earlier attempt was claimed and never recorded (the sender died mid-send): the target may have it
     already. The resend carries the same idempotency key, and is logged."""

@@ -54,6 +54,8 @@ DELIVERY_LEASE = timedelta(minutes=2)
 SEND_TIMEOUT = 15.0
 """Seconds a send may take, whatever the target does (RELIABILITY.md case 32): the alert is retried later."""
 MAX_SEND_ATTEMPTS = 12
+BACKLOG_SUMMARY = 10
+"""More deliveries than this that waited for a failing target go out as one summary when it answers."""
 CLAIM_BATCH = 5000
 IN_FLIGHT = 300
 MAX_UNMARKED = 20
@@ -378,13 +380,38 @@ class Service:
         if channel.mode == "digest":
             await self._send_batch(channel, target, tasks, zone, "monitor digest", report, marks)
             return
+        # After delivery trouble, what waited goes out first, as one summary when there is much of it.
+        backlog = [t for t in tasks if t.waited]
+        if len(backlog) > BACKLOG_SUMMARY:
+            fresh = [t for t in tasks if not t.waited]
+            heading = "monitor: alerts that waited"
+            if await self._send_batch(channel, target, backlog, zone, heading, report, marks):
+                await self._hold_target(fresh, backlog[0])
+                return
+            tasks = fresh
         single, folded = await self._rate_limit(channel, key, tasks)
-        for task in single:
+        failing = 0
+        for position, task in enumerate(single):
             fmt = self._format(channel, target)
             message = render_alert(task.alert, fmt, zone)
-            await self._send_batch(channel, target, [task], zone, "", report, marks, message)
+            failed = await self._send_batch(channel, target, [task], zone, "", report, marks, message)
+            failing = failing + 1 if failed else 0
+            if failing == 2:
+                # Two in a row: the target is failing (one alone may be that message's trouble). The rest
+                # wait with them, costing no attempt, and go out in order once it answers.
+                await self._hold_target(single[position + 1 :] + folded, task)
+                return
         if folded:
             await self._send_batch(channel, target, folded, zone, "monitor: more alerts this hour", report, marks)
+
+    async def _hold_target(self, rest: list[DeliveryTask], failed: DeliveryTask) -> None:
+        """The target is failing: its other due deliveries wait until the failed one's retry, their attempts
+        given back, so a dead target costs an attempt or two per retry, not one per alert, and the backlog
+        drains in the order it came once the target answers."""
+        retry = await self._in_db(self.store.next_try, failed.delivery_id)
+        if retry is not None and rest:
+            ids = [t.delivery_id for t in rest]
+            await self._in_db(self.store.delivery_held, ids, "held: the target is failing", retry)
 
     async def _rate_limit(
         self, channel: ChannelSpec, key: str, tasks: list[DeliveryTask]
@@ -416,7 +443,8 @@ class Service:
 
     async def _send_batch(self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask], zone: ZoneInfo,
                           heading: str, report: DeliveryReport, marks: _Marks,
-                          message: Message | None = None) -> None:  # fmt: skip
+                          message: Message | None = None) -> bool:  # fmt: skip
+        """Send one message for `tasks` and record how it went; True when it failed and will be retried."""
         fmt = self._format(channel, target)
         if message is None:
             message = render_digest([t.alert for t in tasks], fmt, zone, heading)
@@ -442,13 +470,16 @@ class Service:
                 channel.masked[target] if channel.masked else channel.id,
                 extra=extra,
             )
-            return
+            return False
         report.failed += len(tasks)
+        # One retry time for the whole message: its deliveries stay together, in order.
+        attempts = max(t.attempts for t in tasks)
+        retry = retry_delivery(attempts, now, self.rng, MAX_SEND_ATTEMPTS) if result.retry else None
         for task in tasks:
-            retry = retry_delivery(task.attempts, now, self.rng, MAX_SEND_ATTEMPTS) if result.retry else None
             await self._in_db(self.store.delivery_failed, task.delivery_id, result.error or "failed", retry, "dead")
             self._count(channel.id, "failed" if retry is not None else "dead", 1)
         log.warning("send failed (%s): %s", "will retry" if result.retry else "gave up", result.error, extra=extra)
+        return retry is not None
 
     def _count(self, channel: str, outcome: str, count: int) -> None:
         if self.metrics is not None:

@@ -287,6 +287,7 @@ class Store:
             for row in rows:
                 # Attempted before, yet no failure recorded and not held: that attempt's sender died.
                 interrupted = row.attempts > 0 and row.last_error is None
+                waited = row.last_error is not None
                 row.lease_until = now + lease
                 row.attempts += 1
                 row.last_error = None  # until this attempt's outcome is recorded
@@ -298,6 +299,7 @@ class Store:
                         row.target,
                         row.attempts,
                         f"monitor-{row.alert_id}-{row.channel}-{row.target}",
+                        waited,
                         interrupted,
                     )
                 )
@@ -322,6 +324,14 @@ class Store:
                 .where(DELIVERY.c.id.in_(list(delivery_ids)))
                 .values(next_try_at=retry_at, lease_until=None, last_error=reason, attempts=DELIVERY.c.attempts - 1)
             )
+
+    def next_try(self, delivery_id: int) -> datetime | None:
+        """When a pending delivery is due next (None: it is no longer pending)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa_select(DELIVERY.c.next_try_at).where(DELIVERY.c.id == delivery_id, DELIVERY.c.status == "pending")
+            ).first()
+        return row[0] if row else None
 
     def delivery_failed(self, delivery_id: int, error: str, retry_at: datetime | None, status: str = "pending") -> None:
         """Record a failed send: retried at `retry_at`, or ended with `status` (dead, cancelled) when None."""

@@ -10,17 +10,18 @@ A. Hostile feeds (test_feeds.py): 1 entity bomb, 4 empty and cut-off bodies, 5 e
    10 injection made inert: tests/test_render.py (through each service's own format: issue 14).
 B. HTTP faults (test_http.py): 17 conditional GET through restarts. 14, 15, 16, 20, 21, 22, 23, 24 (two at
    once per host): tests/test_fetch.py, test_pollers.py; 18, 19 (Retry-After, backoff): tests/test_decide.py.
-   Open: 24's jittered start (a new feed is due at once).
+   24's jittered start is adapted: a new feed is due at once (a desk wants its first poll now; the per-host
+   and connection caps bound the burst), and every later poll comes up to 10% early at random.
 C. Config (test_config.py): 28 a keyword added, 30 a target removed or its secret rotated. 25, 27:
    tests/test_reload.py; 26: tests/test_config_errors.py (no regexes or feed ids: the equivalents); 29:
    tests/test_service.py, test_store.py.
 D. Notifications (test_delivery.py): 31 three failures then one message under one key, 32 a target that never
-   answers, 34 one target down, 36 Apprise raising, failing, answering None; twelve attempts then dead, routing,
-   priority, the hourly cap's last slot, a secret in an error. Open: 33 (a permanent SMTP 550 is retried like a
+   answers, 34 one target down, 36 Apprise raising, failing, answering None, 37 a backlog drained in order
+   or as one summary; twelve attempts then dead, routing, priority, the hourly cap's last slot, a secret in
+   an error, one refused message holding nothing else. Open: 33 (a permanent SMTP 550 is retried like a
    transient error, ~6 hours, before it is dead; Apprise gives the code only at debug level; the operator
-   notice is issue 14), 35 (no pacing per chat, a 429's Retry-After not read), 37 (after an outage, retries
-   come due in jittered order, no backlog digest), 38 (no budget per service: a long digest exceeds
-   Telegram's 4,096 characters; issue 14, point 3).
+   notice is issue 14), 35 (no pacing per chat, a 429's Retry-After not read), 38 (no budget per service: a
+   long digest exceeds Telegram's 4,096 characters; issue 14, point 3).
 E. Crashes (test_restarts.py): 40 killed after the target accepted, 44 a stuck poller. 39:
    tests/test_e2e.py. 41, 42: bench/soak.py (SIGKILLs at random moments of whole-process cycles, integrity
    checked; restarts after fake hours). 43 moot: no persistent job store (three in-memory jobs, due times in

@@ -208,3 +208,50 @@ def test_36_apprise_raising_failing_or_answering_none_are_three_outcomes(
     assert (delivered.sent, delivered.failed) == (0, 1)
     with sqlite3.connect(harness.db.removeprefix("sqlite:///")) as db:
         assert db.execute("SELECT status, last_error FROM delivery").fetchall() == [(status, error)]
+
+
+def _outage(harness: Harness, stories: int) -> None:
+    """The webhook down for two hours while `stories` alerts arrive, one every ten minutes or so."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.sink.fail_with = 503
+    items: list[tuple[str, str, datetime]] = []
+    step = timedelta(minutes=120 / stories)
+    for n in range(stories):
+        items.insert(0, (f"s{n}", headline(n), harness.clock.now))
+        harness.farm.routes["/x.xml"] = Route(rss(*items))
+        harness.cycle()
+        harness.clock.now += step
+    harness.sink.fail_with = None
+    harness.clock.now += timedelta(hours=2)
+
+
+def test_37_after_an_outage_the_backlog_drains_in_order_once_each(harness: Harness) -> None:
+    """Five alerts held by a dead webhook for two hours arrive, once it answers, in the order they were
+    detected, one message each; while it was down, each retry cost one attempt, not one per alert."""
+    _outage(harness, 5)
+    attempts_while_down = len(harness.sink.refused)
+    harness.cycle(poll=False)
+    titles = [r["body"]["title"] for r in harness.sink.received]
+    order = [next(n for n in range(5) if headline(n).split()[-1] in title) for title in titles]
+    assert order == [0, 1, 2, 3, 4], titles
+    assert len(set(harness.sink.keys)) == 5 and set(harness.sink.keys.values()) == {1}
+    assert attempts_while_down <= 12, attempts_while_down  # one per retry of the target, not one per alert
+
+
+def test_37_a_large_backlog_arrives_as_one_summary(harness: Harness) -> None:
+    """Fifteen alerts held by the outage: one summary message naming all fifteen, not fifteen pings."""
+    _outage(harness, 15)
+    harness.cycle(poll=False)
+    [message] = harness.sink.received
+    assert message["body"]["title"] == "monitor: alerts that waited: 15 stories", message["body"]["title"]
+    assert all(headline(n).split()[-1] in message["body"]["message"] for n in range(15))
+
+
+def test_one_message_failing_does_not_hold_the_others(harness: Harness) -> None:
+    """A target refuses one message and takes the next: it is not down (that message is the trouble), so the
+    others go out now and only the refused one waits for its retry."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.sink.fail_next = 1
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(4))))
+    _, delivered = harness.cycle()
+    assert (delivered.sent, delivered.failed) == (3, 1) and len(harness.sink.received) == 3
