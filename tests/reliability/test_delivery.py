@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.service import MAX_SEND_ATTEMPTS, SEND_TIMEOUT
+from monitor.delivery import MAX_SEND_ATTEMPTS, SEND_TIMEOUT
 from tests.conftest import cli, cli_process
 from tests.harness import Harness, headline, rss
 from tests.servers import DripSink, Route
