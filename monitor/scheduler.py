@@ -7,7 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from monitor.errors import MonitorError
+
 log = logging.getLogger("monitor.scheduler")
+
+MAX_BACKOFF = 60.0
+"""Seconds, at most, between runs of a job that keeps failing."""
 
 
 def cron_problem(expression: str, timezone: str) -> str | None:
@@ -46,6 +51,7 @@ async def serve(
 
     scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
     running: set[asyncio.Task[object]] = set()
+    failures: dict[str, int] = dict.fromkeys(jobs, 0)
 
     def arm(name: str, delay: float) -> None:
         if not stop.is_set():
@@ -59,14 +65,24 @@ async def serve(
             task = asyncio.current_task()
             if task is not None:
                 running.add(task)
+            delay = every
             try:
                 await function()
-            except Exception:  # an unexpected bug in one run must not stop the service
-                log.exception("job %s failed", name)
+                failures[name] = 0
+            except Exception as e:  # one failed run must not stop the service
+                failures[name] += 1
+                # Failing runs back off, doubling to a minute: one line a minute for a full disk, not one a second.
+                delay = min(max(every, 1.0) * 2 ** (failures[name] - 1), MAX_BACKOFF)
+                if isinstance(e, MonitorError):
+                    log.error("%s failed: %s (next try in %.0fs)", name, e, delay, extra={"status": "failed"})
+                elif failures[name] == 1:
+                    log.exception("%s failed (next try in %.0fs)", name, delay)  # a bug: its traceback, once
+                else:
+                    log.error("%s failed again: %s: %s", name, type(e).__name__, e, extra={"status": "failed"})
             finally:
                 if task is not None:
                     running.discard(task)
-                arm(name, every)
+                arm(name, delay)
 
         return run
 

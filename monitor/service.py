@@ -37,6 +37,7 @@ from monitor.records import FeedTask, FetchResult, PollOutcome, RuleMatch
 from monitor.scheduler import next_fire
 from monitor.store import watchlists
 from monitor.store.alerting import Route
+from monitor.store.engine import DatabaseError
 from monitor.store.polls import Poll, StoredPoll
 from monitor.store.repo import Store
 from monitor.watch import build_matcher
@@ -167,7 +168,14 @@ class Service:
         self.delivery.close()
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
+        except OperationalError as e:
+            # The database refused (a full disk, a lost server): one line for the operator; the transaction
+            # rolled back whole, so nothing is sent without its record, and the next run tries again.
+            raise DatabaseError(f"the database refused a write or read: {str(e.orig).splitlines()[0]}") from e
 
     # --- polling -------------------------------------------------------------------------------------
 

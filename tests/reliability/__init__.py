@@ -22,10 +22,10 @@ D. Notifications (test_delivery.py): 31 three failures then one message under on
    transient error, ~6 hours, before it is dead; Apprise gives the code only at debug level; the operator
    notice is issue 14), 35 (no pacing per chat, a 429's Retry-After not read), 38 (no budget per service: a
    long digest exceeds Telegram's 4,096 characters; issue 14, point 3).
-E. Crashes (test_restarts.py): 40 killed after the target accepted, 44 a stuck poller. 39:
+E. Crashes (test_restarts.py): 40 killed after the target accepted, 44 a stuck poller, 45 a full disk. 39:
    tests/test_e2e.py. 41, 42: bench/soak.py (SIGKILLs at random moments of whole-process cycles, integrity
    checked; restarts after fake hours). 43 moot: no persistent job store (three in-memory jobs, due times in
-   the database). Open: 45 (disk full: no test; the write error reaches the scheduler's log each second).
+   the database).
 F. Instances (test_scale.py): 49 a second instance on one SQLite file, eight writers; 50 digests across a
    daylight-saving change. 46, 47, 50's skew: tests/test_instances.py, test_store.py, test_clock.py. 48 moot:
    no pre-forked web server; every `monitor run` is an instance.

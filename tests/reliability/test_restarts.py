@@ -4,7 +4,8 @@ Covered elsewhere: 39 (SIGKILL after the commit, before the send: sent once afte
 tests/test_e2e.py; 49 (a second instance on one SQLite file refuses to start) in tests/test_e2e.py.
 Moot by design: 43 (a persistent job store and its ConflictingIdError): the scheduler holds three
 in-memory jobs re-armed each run; due times and leases live in the database.
-Here: 40, killed after the target accepted; 44, a poller that stops answering while it holds jobs.
+Here: 40, killed after the target accepted; 44, a poller that stops answering while it holds jobs; 45, a
+full disk (SQLite's page limit stands in for the filesystem: the error SQLite gives is the same).
 """
 
 from __future__ import annotations
@@ -107,3 +108,68 @@ def test_40_a_digest_sent_again_carries_the_same_key(harness: Harness) -> None:
     harness.cycle(poll=False)
     assert len(harness.sink.refused) == 1 and len(harness.sink.received) == 1
     assert harness.sink.refused[0][1] == next(iter(harness.sink.keys)) != ""
+
+
+def test_45_a_full_disk_is_one_line_loses_nothing_and_polling_resumes(harness: Harness) -> None:
+    """The database cannot grow: the poll fails with one line naming the cause, its transaction rolls back
+    whole (nothing stored, so nothing sent), and once there is room the next poll stores and alerts it all."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from monitor.store.engine import DatabaseError
+
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.farm.routes["/x.xml"] = Route(rss(("s0", headline(0), harness.clock.now)))
+    harness.cycle()
+    with sqlite3.connect(harness.db.removeprefix("sqlite:///")) as db:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+    big = " ".join(["lorem ipsum dolor"] * 100)
+    items = [(f"s{n}", f"{headline(n)} {big}", harness.clock.now) for n in range(1, 120)]
+    harness.farm.routes["/x.xml"] = Route(rss(*items))
+
+    async def full() -> str:
+        config = harness.config()
+        assert config.feeds is not None
+        engine = open_engine(harness.db)
+        event.listen(engine, "connect", lambda connection, _: connection.execute(f"PRAGMA max_page_count = {pages}"))
+        async with Fetcher(fetch_policy(config.feeds)) as fetcher:
+            service = Service(config, Store(engine), fetcher, now=harness.clock, console=harness.console.append)
+            try:
+                await service.poll(every=True)
+            except DatabaseError as e:
+                return str(e)
+            finally:
+                service.close()
+                engine.dispose()
+        return "no error"
+
+    error = asyncio.run(full())
+    assert error == "the database refused a write or read: database or disk is full", error
+    assert len(harness.sink.received) == 1
+    harness.clock.now += timedelta(minutes=10)
+    report, delivered = harness.cycle()
+    assert (report.new_items, report.alerts, delivered.sent) == (119, 119, 119)
+
+
+def test_45_a_job_that_keeps_failing_backs_off_with_one_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    """The scheduler's answer to a run that fails for a reason the operator can fix: one line, no traceback,
+    and runs spaced out, doubling, instead of one every tick."""
+    from monitor.errors import MonitorError
+    from monitor.scheduler import serve
+
+    runs: list[float] = []
+
+    async def failing() -> None:
+        runs.append(asyncio.get_running_loop().time())
+        raise MonitorError("the database refused a write or read: database or disk is full")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.6, stop.set)
+        await serve({"poll": (failing, 0.05)}, stop)
+
+    asyncio.run(main())
+    assert 2 <= len(runs) <= 7, len(runs)  # 0.05 s apart without the backoff: some thirty runs
+    lines = [r for r in caplog.records if r.name == "monitor.scheduler"]
+    assert lines and all(r.exc_info is None and "disk is full" in r.getMessage() for r in lines)
