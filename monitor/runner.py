@@ -33,6 +33,8 @@ log = logging.getLogger("monitor.runner")
 POLL_EVERY = 1.0
 DELIVER_EVERY = 1.0
 RELOAD_EVERY = 3.0
+PRUNE_EVERY = 3600.0
+"""Seconds between retention runs (the first at start)."""
 
 
 def database_url(option: str | None) -> str:
@@ -210,7 +212,7 @@ async def _forever(config_dir: Path, config: Config, store: Store, metrics: Metr
         from monitor.scheduler import serve
 
         await serve({"poll": (service.poll, POLL_EVERY), "deliver": (service.deliver, DELIVER_EVERY),
-                     "reload": (reload, RELOAD_EVERY)}, stop)  # fmt: skip
+                     "reload": (reload, RELOAD_EVERY), "prune": (service.prune, PRUNE_EVERY)}, stop)  # fmt: skip
     finally:
         service.close()
     log.info("monitor stopped")

@@ -40,6 +40,7 @@ from monitor.store.alerting import Route
 from monitor.store.engine import DatabaseError
 from monitor.store.polls import Poll, StoredPoll
 from monitor.store.repo import Store
+from monitor.store.retention import Pruned, prune
 from monitor.watch import build_matcher
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ log = logging.getLogger("monitor.service")
 T = TypeVar("T")
 
 FEED_LEASE = timedelta(minutes=5)
+PRUNE_CHUNKS = 50
 IN_FLIGHT = 300
 SEEN_PER_FEED = MAX_ITEMS_PER_POLL
 """Keys remembered per feed: as many as a poll reads, so a full feed is never read again for nothing."""
@@ -325,6 +327,23 @@ class Service:
     async def _record_polls(self, polls: list[Poll]) -> list[StoredPoll]:
         record = functools.partial(self.store.record_polls, policy=self.watchlist.stories)
         return await self._in_db(record, polls, self.now(), self._route)
+
+    # --- retention -----------------------------------------------------------------------------------
+
+    async def prune(self) -> Pruned:
+        """Let go of what is older than `[defaults] retention`, a chunk at a time, up to `PRUNE_CHUNKS`
+        chunks a run (the next run goes on)."""
+        before = self.now() - self.feeds.retention
+        alerts = items = 0
+        for _ in range(PRUNE_CHUNKS):
+            pruned = await self._in_db(prune, self.store.engine, before)
+            alerts, items = alerts + pruned.alerts, items + pruned.items
+            if not pruned:
+                break
+        if alerts or items:
+            log.info("retention: removed %d alerts and the text of %d items older than %s", alerts, items,
+                     before.strftime("%Y-%m-%d %H:%MZ"), extra={"status": "pruned"})  # fmt: skip
+        return Pruned(alerts, items)
 
     # --- delivery ------------------------------------------------------------------------------------
 

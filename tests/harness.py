@@ -15,6 +15,7 @@ from monitor.fetch import Fetcher
 from monitor.service import CycleReport, DeliveryReport, Service, fetch_policy
 from monitor.store.engine import open_engine, upgrade
 from monitor.store.repo import Store
+from monitor.store.retention import Pruned
 from tests.servers import FeedFarm, WebhookSink
 
 KEYWORDS = """\
@@ -88,6 +89,24 @@ class Harness:
             finally:
                 service.close()
                 engine.dispose()
+
+    def prune(self) -> Pruned:
+        """One retention run by a new Service, as `monitor run` makes at start and hourly."""
+
+        async def run() -> Pruned:
+            config = self.config()
+            assert config.feeds is not None
+            engine = open_engine(self.db)
+            upgrade(engine)
+            async with Fetcher(fetch_policy(config.feeds)) as fetcher:
+                service = Service(config, Store(engine), fetcher, now=self.clock, console=self.console.append)
+                try:
+                    return await service.prune()
+                finally:
+                    service.close()
+                    engine.dispose()
+
+        return asyncio.run(run())
 
     def cycle(
         self, poll: bool = True, workers: int = 0, statements: list[str] | None = None

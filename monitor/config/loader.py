@@ -32,6 +32,7 @@ from monitor.pipeline.query import check_term, parse, refs
 from monitor.pipeline.stories import DEFAULT_POLICY, StoryPolicy
 
 MIN_INTERVAL = timedelta(seconds=30)
+MIN_RETENTION = timedelta(days=30)
 MIN_STORY_WINDOW, MAX_STORY_WINDOW = timedelta(hours=1), timedelta(days=30)
 MAX_INTERVAL = timedelta(days=1)
 CONSOLE = "console"
@@ -91,6 +92,8 @@ class FeedsConfig:
     max_bytes: int
     user_agent: str
     allow_private_addresses: bool
+    retention: timedelta = timedelta(days=90)
+    """Items' text, their matches and alerts older than this are removed; every item's key stays."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,14 @@ def _load_feeds(
             )
     if model.defaults.backfill < timedelta(0):
         problems.append(doc.problem(("defaults", "backfill"), "defaults.backfill: must not be negative"))
+    if model.defaults.retention < MIN_RETENTION:
+        problems.append(
+            doc.problem(
+                ("defaults", "retention"),
+                f"defaults.retention: {format_duration(model.defaults.retention)} is under 30d (stories, backfill and "
+                "backtests look back that far)",
+            )
+        )
     if model.fetch.timeout <= timedelta(0):
         problems.append(doc.problem(("fetch", "timeout"), "fetch.timeout: must be more than 0s"))
     specs: list[FeedSpec] = []
@@ -360,7 +371,7 @@ def _feeds_config(model: FeedsFile, specs: Sequence[FeedSpec]) -> FeedsConfig:
     fetch = model.fetch
     return FeedsConfig(
         tuple(specs), model.defaults.backfill, fetch.timeout, fetch.max_bytes,
-        fetch.user_agent or USER_AGENT, fetch.allow_private_addresses,
+        fetch.user_agent or USER_AGENT, fetch.allow_private_addresses, model.defaults.retention,
     )  # fmt: skip
 
 

@@ -80,6 +80,7 @@ class KeywordsFile(Strict):
 class FeedDefaults(Strict):
     interval: Duration = timedelta(minutes=10)
     backfill: Duration = timedelta(hours=24)
+    retention: Duration = timedelta(days=90)
 
 
 class FetchSettings(Strict):
