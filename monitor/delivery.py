@@ -73,6 +73,7 @@ class Deliverer:
         self.channels: dict[str, ChannelSpec] = {}
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
         self._formats: dict[str, Format] = {}
+        self._limits: dict[str, int | None] = {}
 
     def close(self) -> None:
         self._send.shutdown(wait=False, cancel_futures=True)
@@ -131,7 +132,7 @@ class Deliverer:
         failing = 0
         for position, task in enumerate(single):
             fmt = self._format(channel, target)
-            message = render_alert(task.alert, fmt, zone)
+            message = render_alert(task.alert, fmt, zone, self._limit(channel, target))
             failed = await self._send_batch(channel, target, [task], zone, "", report, marks, message)
             failing = failing + 1 if failed else 0
             if failing == 2:
@@ -170,6 +171,15 @@ class Deliverer:
             return [], []
         return tasks[: room - 1], tasks[room - 1 :]
 
+    def _limit(self, channel: ChannelSpec, target: int) -> int | None:
+        """The most body characters the target's service takes (a longer message would be refused)."""
+        if channel.id == CONSOLE:
+            return None
+        url = channel.targets[target]
+        if url not in self._limits:
+            self._limits[url] = notify.body_limit(url)
+        return self._limits[url]
+
     def _format(self, channel: ChannelSpec, target: int) -> Format:
         if channel.id == CONSOLE:
             return "text"
@@ -185,7 +195,7 @@ class Deliverer:
         """Send one message for `tasks` and record how it went; True when it failed and will be retried."""
         fmt = self._format(channel, target)
         if message is None:
-            message = render_digest([t.alert for t in tasks], fmt, zone, heading)
+            message = render_digest([t.alert for t in tasks], fmt, zone, heading, self._limit(channel, target))
         if len(tasks) == 1:
             key = tasks[0].idempotency_key
         else:  # a digest or a summary: the same deliveries make the same key, after a restart too

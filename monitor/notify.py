@@ -101,6 +101,20 @@ def message_format(url: str) -> str:
     return value if value in ("text", "markdown", "html") else "text"
 
 
+def body_limit(url: str) -> int | None:
+    """The most characters of body the service behind `url` takes (Apprise knows each: Telegram 4,096,
+    Discord 2,000, ntfy 7,800), less the heading it carries there when it has no title field."""
+    plugin = _apprise().Apprise.instantiate(_known(url))
+    limit = getattr(plugin, "body_maxlen", 0) or 0
+    if limit <= 0 or limit >= 1_000_000:
+        return None
+    return limit - (0 if getattr(plugin, "title_maxlen", 1) else TITLE_ROOM)
+
+
+TITLE_ROOM = 260
+"""Characters kept for the heading that opens the body of a service with no title field."""
+
+
 def scrub(text: str, url: str) -> str:
     """`text` with every long piece of `url` (tokens, passwords, webhook paths) replaced by ***."""
     for piece in sorted(set(re.split(r"[^A-Za-z0-9_\-.~%]+", url)), key=len, reverse=True):

@@ -113,8 +113,10 @@ def _change(alert: AlertView, outlets: bool) -> str:
     return f"{alert.note}: {', '.join((alert.outlet, *alert.also))}" if outlets else alert.note
 
 
-def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
-    """One story: headline with the matched names marked, outlet, time, rules, priority, link, also-ran."""
+def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo, limit: int | None = None) -> Message:
+    """One story: headline with the matched names marked, outlet, time, rules, priority, link, also-ran.
+    Within `limit` characters of body (the service's), the optional lines go first (also-ran, summary,
+    matched names, rules), and the link is always kept."""
     change = _change(alert, outlets=True)
     title = f"[{alert.priority.upper()}] {_clip(change, TITLE_CHARS // 2) + ': ' if change else ''}"
     title += _clip(alert.title, TITLE_CHARS)
@@ -134,6 +136,12 @@ def render_alert(alert: AlertView, fmt: Format, zone: ZoneInfo) -> Message:
         lines.append(link)
     if alert.also:
         lines.append(f"also: {_escape(', '.join(alert.also), fmt)}")
+    optional = [line for line in (lines[-1] if alert.also else None, lines[4] if summary else None, lines[3], lines[2])
+                if line is not None]  # fmt: skip
+    while limit is not None and len(newline.join(lines)) > limit and optional:
+        lines.remove(optional.pop(0))
+    if limit is not None and len(newline.join(lines)) > limit:  # a headline and outlet longer than the service takes
+        lines = [line for line in (_inert(_clip(alert.title, max(20, limit // 4))), link) if line]
     return _message(title, newline.join(lines), fmt)
 
 
@@ -142,8 +150,11 @@ def _message(title: str, body: str, fmt: Format) -> Message:
     return Message(_inert(title), body, fmt, heading)
 
 
-def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, heading: str) -> Message:
-    """Several stories in one message: one line each, most urgent first, at most DIGEST_MAX listed."""
+def render_digest(
+    alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, heading: str, limit: int | None = None
+) -> Message:
+    """Several stories in one message: one line each, most urgent first, at most DIGEST_MAX listed, and as
+    many whole lines (each with its link) as `limit` characters of body hold."""
     newline = "<br>\n" if fmt == "html" else "\n"
     order = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
     ranked = sorted(alerts, key=lambda a: (order.get(a.priority, 2), a.detected))
@@ -157,8 +168,11 @@ def render_digest(alerts: Sequence[AlertView], fmt: Format, zone: ZoneInfo, head
         if link:
             parts.append(link)
         lines.append(" ".join(parts))
-    if len(ranked) > DIGEST_MAX:
-        lines.append(f"… and {len(ranked) - DIGEST_MAX} more: see `monitor alerts`")
+    tail = 60  # room for the "… and N more" line
+    while limit is not None and len(newline.join(lines)) + tail > limit and len(lines) > 1:
+        lines.pop()
+    if len(ranked) > len(lines):
+        lines.append(f"… and {len(ranked) - len(lines)} more: see `monitor alerts`")
     return _message(f"{heading}: {len(alerts)} stories", newline.join(lines), fmt)
 
 

@@ -255,3 +255,51 @@ def test_one_message_failing_does_not_hold_the_others(harness: Harness) -> None:
     harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(4))))
     _, delivered = harness.cycle()
     assert (delivered.sent, delivered.failed) == (3, 1) and len(harness.sink.received) == 3
+
+
+def test_38_each_service_gets_a_message_within_its_limit_with_links_kept() -> None:
+    """Apprise's own limits per service (Telegram 4,096 characters with no title field, Discord 2,000): a
+    digest of fifty long stories fits whole lines, each with its link, and says how many more; a long alert
+    drops its optional lines first and keeps its link."""
+    from zoneinfo import ZoneInfo
+
+    from monitor import notify
+    from monitor.pipeline.render import render_alert, render_digest
+    from monitor.records import AlertView
+
+    telegram = notify.body_limit("tgram://123456789:abcdefg_hijklmnop/123")
+    discord = notify.body_limit("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js")
+    assert telegram == 4096 - notify.TITLE_ROOM and discord == 2000
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    alerts = [
+        AlertView(alert_id=n, story_id=n, title=f"{headline(n)} {'word ' * 50}".strip(), summary="summary " * 60,
+                  link=f"https://x.example/{n}", outlet="Outlet", published=now, detected=now, rules=("r",),
+                  priority="high", hits=(), also=tuple(f"Outlet {m}" for m in range(40)))
+        for n in range(50)
+    ]  # fmt: skip
+    for fmt in ("text", "markdown", "html"):
+        digest = render_digest(alerts, fmt, ZoneInfo("UTC"), "monitor digest", telegram)  # type: ignore[arg-type]
+        assert len(digest.body) <= telegram
+        listed = [line for line in digest.body.splitlines() if "x.example" in line]
+        assert listed and all(f"x.example/{alert.alert_id}" in digest.body for alert in alerts[: len(listed)])
+        assert f"and {50 - len(listed)} more" in digest.body
+        single = render_alert(alerts[0], fmt, ZoneInfo("UTC"), 600)  # type: ignore[arg-type]
+        assert len(single.body) <= 600 and "x.example/0" in single.body
+        assert "Outlet · " in single.body and "also:" not in single.body  # the optional lines went first
+
+
+def test_38_the_delivery_renders_within_the_targets_limit(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring: a target whose service takes 1,000 characters (a stand-in for the limit, on the local
+    webhook) gets a digest of 1,000 characters at most, with the count of what did not fit."""
+    from monitor import notify
+
+    monkeypatch.setattr(notify, "body_limit", lambda url: 1000)
+    harness.channels(
+        f'[channels.desk]\nurls = ["{harness.sink.url()}"]\nmode = "digest"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
+    )
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(30))))
+    harness.cycle()
+    harness.clock.now += timedelta(hours=1)
+    harness.cycle(poll=False)
+    [message] = harness.sink.received
+    assert len(message["body"]["message"]) <= 1000 and "more: see `monitor alerts`" in message["body"]["message"]
