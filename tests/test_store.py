@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from monitor.config import FeedSpec
 from monitor.records import Hit, Item, NewItem, PollOutcome, RuleMatch
@@ -27,6 +27,10 @@ def store(database: str) -> Iterator[Store]:
     upgrade(engine)
     yield Store(engine)
     engine.dispose()
+
+
+def select_count(table: Any) -> Any:
+    return select(func.count()).select_from(table)
 
 
 def spec(url: str, name: str | None = None) -> FeedSpec:
@@ -323,6 +327,33 @@ def test_migration_0005_keeps_deliveries_stored_by_position(database: str, store
     assert sorted(d.target for d in claimed) == ["0", "1"]
     channel = ChannelSpec("desk", ("json://a", "json://b"), ("a", "b"), keys=("t00000000", "t11111111"))
     assert [channel.target(k) for k in ("0", "1", "2", "t11111111", "tffffffff")] == [0, 1, None, 1, None]
+
+
+def test_retention_prunes_alerts_and_texts_and_keeps_keys_and_pending(store: Store) -> None:
+    """On both databases: an alert past the retention goes with its sent delivery, one with a delivery still
+    pending stays with its item's text; items past it keep their keys and lose their text and matches."""
+    from monitor.store.retention import prune
+    from monitor.store.tables import ALERT, DELIVERY, ITEM
+    from monitor.store.tables import MATCH as MATCHES
+
+    store.sync_feeds([spec("https://a.example/rss")], NOW)
+    [task] = store.claim_due(NOW, 10, LEASE, "one")
+    items = [
+        NewItem(item(f"guid:{n}", f"https://a.example/{n}", f"f{n}", f"Story {n}"), (MATCH,), False) for n in range(3)
+    ]
+    store.record_poll(ok(task.feed_id, *items), NOW, NOW, lambda matches: [("desk", "ta", NOW)])
+    claimed = store.claim_deliveries(NOW, 10, LEASE)
+    store.delivery_done([d.delivery_id for d in claimed[:2]], NOW)  # the third stays pending
+    later = NOW + timedelta(days=100)
+    while prune(store.engine, later - timedelta(days=90)):
+        pass
+    with store.engine.connect() as connection:
+        assert connection.execute(select_count(ALERT)).scalar_one() == 1
+        assert connection.execute(select_count(DELIVERY)).scalar_one() == 1
+        assert connection.execute(select_count(ITEM)).scalar_one() == 3
+        texts = connection.execute(text("SELECT title FROM item ORDER BY id")).scalars().all()
+        assert texts == ["", "", "Story 2"]
+        assert connection.execute(select_count(MATCHES)).scalar_one() == 1
 
 
 def test_the_head_revision_constant_is_alembics_head() -> None:
