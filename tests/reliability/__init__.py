@@ -30,10 +30,9 @@ E. Crashes (test_restarts.py): 40 killed after the target accepted, 44 a stuck p
 F. Instances (test_scale.py): 49 a second instance on one SQLite file, eight writers; 50 digests across a
    daylight-saving change. 46, 47, 50's skew: tests/test_instances.py, test_store.py, test_clock.py. 48 moot:
    no pre-forked web server; every `monitor run` is an instance.
-G. Resources (test_resources.py): 52 sixty days of churn under retention, a pending delivery outliving it.
-   Open: 51 (100 feeds of 10 MB under 512 MiB: parsing is one body at a time per poller and the entry cap
-   bounds it, but bodies waiting to be parsed are bounded only by connections times the size cap). Memory
-   over an hour at 2,000 feeds: bench/memory.py.
+G. Resources (test_resources.py): 51 a hundred 10 MB feeds in one cycle under 512 MiB (peak RSS sampled,
+   not a cgroup: none can be made here); 52 sixty days of churn under retention, a pending delivery outliving
+   it. Memory over an hour at 2,000 feeds: bench/memory.py.
 H. Security (test_security.py): 57 a feed's password, 58 file modes and the readable-config warning. 53,
    54, 55, 56: tests/test_fetch.py, test_config_errors.py, test_normalize.py; 57 for channels:
    tests/test_e2e.py and test_delivery.py.
