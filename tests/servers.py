@@ -131,6 +131,9 @@ class WebhookSink:
         """Refuse this many posts more (with 500), then accept again."""
         self.refused: list[tuple[str, str]] = []
         """(path, idempotency key) of every post refused."""
+        self.per_second: int | None = None
+        """Accept at most this many posts a second; answer 429 to the rest (a chat service's rate limit)."""
+        self._window: list[float] = []
         self.on_receive: Callable[[dict[str, Any]], None] | None = None
         """Called with each accepted post before the answer goes back (a test kills the sender there)."""
         self.echo_path = False
@@ -150,6 +153,13 @@ class WebhookSink:
                 with sink._lock:
                     sink.attempts += 1
                     failing = sink.fail_paths.get(self.path.split("?")[0], sink.fail_with)
+                    if failing is None and sink.per_second is not None:
+                        moment = time.monotonic()
+                        sink._window = [t for t in sink._window if moment - t < 1.0]
+                        if len(sink._window) >= sink.per_second:
+                            failing = 429
+                        else:
+                            sink._window.append(moment)
                     if failing is None and sink.fail_next > 0:
                         sink.fail_next -= 1
                         failing = 500

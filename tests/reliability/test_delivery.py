@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -303,3 +304,28 @@ def test_38_the_delivery_renders_within_the_targets_limit(harness: Harness, monk
     harness.cycle(poll=False)
     [message] = harness.sink.received
     assert len(message["body"]["message"]) <= 1000 and "more: see `monitor alerts`" in message["body"]["message"]
+
+
+def test_35_a_rate_limited_target_gets_a_burst_of_thirty_all_once(harness: Harness) -> None:
+    """A target that takes five posts a second and answers 429 to the rest: of a burst of thirty alerts,
+    every story arrives, none twice, as the refused ones wait (the target held after two refusals in a row)
+    and then go out as one summary of what waited. Pacing the sends to the service's rate beforehand is still
+    open."""
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.sink.per_second = 5
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(30))))
+    harness.cycle()
+    words = [headline(n).split()[-1] for n in range(30)]
+
+    def told() -> Counter[str]:
+        texts = [r["body"]["title"] + " " + r["body"]["message"] for r in harness.sink.received]
+        return Counter(word for text in texts for word in words if word in text)
+
+    for _ in range(20):
+        if len(told()) == 30:
+            break
+        time.sleep(1.0)  # the target's second passes
+        harness.clock.now += timedelta(minutes=2)
+        harness.cycle(poll=False)
+    assert len(told()) == 30 and set(told().values()) == {1}, told()
+    assert harness.sink.refused and set(harness.sink.keys.values()) == {1}
