@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +75,8 @@ class Deliverer:
         self._send = ThreadPoolExecutor(8, thread_name_prefix="monitor-send")
         self._formats: dict[str, Format] = {}
         self._limits: dict[str, int | None] = {}
+        self._gaps: dict[str, float] = {}
+        self._last_sent: dict[str, float] = {}
 
     def close(self) -> None:
         self._send.shutdown(wait=False, cancel_futures=True)
@@ -128,6 +132,13 @@ class Deliverer:
                 return
             tasks = fresh
         single, folded = await self._rate_limit(channel, key, tasks)
+        if channel.id != CONSOLE and (gap := self._gap(channel, target)) > 0:
+            # Paced sends must end well within the claim's lease: the rest wait for the next round.
+            most = max(1, int(DELIVERY_LEASE.total_seconds() / 2 / gap))
+            if len(single) > most:
+                later = [t.delivery_id for t in single[most:]]
+                await self._in_db(self.store.delivery_held, later, "held: paced to the service's rate", self.now())
+                single = single[:most]
         failing = 0
         for position, task in enumerate(single):
             fmt = self._format(channel, target)
@@ -169,6 +180,12 @@ class Deliverer:
             self._count(channel.id, "held", len(held))
             return [], []
         return tasks[: room - 1], tasks[room - 1 :]
+
+    def _gap(self, channel: ChannelSpec, target: int) -> float:
+        url = channel.targets[target]
+        if url not in self._gaps:
+            self._gaps[url] = notify.min_gap(url)
+        return self._gaps[url]
 
     def _limit(self, channel: ChannelSpec, target: int) -> int | None:
         """The most body characters the target's service takes (a longer message would be refused)."""
@@ -237,6 +254,11 @@ class Deliverer:
             self.console(f"{message.title}\n{message.body}\n")
             return notify.SendResult(True)
         url = channel.targets[target]
+        # Paced to what the service takes: a burst to a Telegram chat goes out a second apart, not refused.
+        wait = self._last_sent.get(url, -math.inf) + self._gap(channel, target) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_sent[url] = time.monotonic()
         call = asyncio.get_running_loop().run_in_executor(self._send, self.sender, url, message, key)
         try:
             return await asyncio.wait_for(call, SEND_TIMEOUT)

@@ -111,6 +111,18 @@ def body_limit(url: str) -> int | None:
     return limit - (0 if getattr(plugin, "title_maxlen", 1) else TITLE_ROOM)
 
 
+def min_gap(url: str) -> float:
+    """Seconds to leave between two messages to the target behind `url`: the pace its service accepts
+    (Telegram one a second per chat, Slack one a second per channel), or Apprise's own figure if larger."""
+    scheme = urlsplit(url).scheme.lower()
+    plugin = _apprise().Apprise.instantiate(_known(url))
+    return max(_PACE.get(scheme, 0.0), float(getattr(plugin, "request_rate_per_sec", 0) or 0))
+
+
+_PACE = {"tgram": 1.0, "slack": 1.0, "discord": 0.5, "msteams": 1.0, "mmost": 0.5, "rocket": 0.5, "matrix": 0.5}
+"""Seconds between messages the chat services take (their published rate limits), by Apprise scheme."""
+
+
 TITLE_ROOM = 260
 """Characters kept for the heading that opens the body of a service with no title field."""
 

@@ -20,9 +20,9 @@ D. Notifications (test_delivery.py): 31 three failures then one message under on
    or as one summary; twelve attempts then dead, routing, priority, the hourly cap's last slot, a secret in
    an error, one refused message holding nothing else. Open: 33 (a permanent SMTP 550 is retried like a
    transient error, ~6 hours, before it is dead; Apprise gives the code only at debug level; the operator
-   notice is issue 14), 35 in part: a rate-limited target gets every story of a burst once (tested), but
-   sends are not paced to a service's rate beforehand, and a 429's Retry-After is not read (Apprise does not
-   return it). 38: each message within the limit Apprise
+   notice is issue 14). 35: sends paced to each service's rate, a rate-limited target getting every story
+   of a burst once; a 429's Retry-After is not read (Apprise does not return it), the refused wait their
+   retry. 38: each message within the limit Apprise
    knows for its service, the link kept.
 E. Crashes (test_restarts.py): 40 killed after the target accepted, 44 a stuck poller, 45 a full disk. 39:
    tests/test_e2e.py. 41, 42: bench/soak.py (SIGKILLs at random moments of whole-process cycles, integrity

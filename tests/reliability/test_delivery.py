@@ -7,6 +7,7 @@ Covered elsewhere: the hourly cap (tests/test_service.py), SMTP sends (tests/tes
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections import Counter
@@ -329,3 +330,20 @@ def test_35_a_rate_limited_target_gets_a_burst_of_thirty_all_once(harness: Harne
         harness.cycle(poll=False)
     assert len(told()) == 30 and set(told().values()) == {1}, told()
     assert harness.sink.refused and set(harness.sink.keys.values()) == {1}
+
+
+def test_35_sends_to_a_chat_are_paced_to_its_rate(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each service's pace (Telegram and Slack one message a second; here a stand-in of 0.3 s on the local
+    webhook): a burst of five arrives spaced at least that far apart. The services' own figures are checked
+    against Apprise's plugins."""
+    from monitor import notify
+
+    assert notify.min_gap("tgram://123456789:abcdefg_hijklmnop/123") >= 1.0
+    assert notify.min_gap("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#c") >= 1.0
+    assert notify.min_gap(harness.sink.url()) == 0.0
+    monkeypatch.setattr(notify, "min_gap", lambda url: 0.3)
+    harness.channels(f'[channels.desk]\nurls = ["{harness.sink.url()}"]\n')
+    harness.farm.routes["/x.xml"] = Route(rss(*((f"s{n}", headline(n), harness.clock.now) for n in range(5))))
+    harness.cycle()
+    times = [r["at"] for r in harness.sink.received]
+    assert len(times) == 5 and all(b - a >= 0.28 for a, b in itertools.pairwise(times)), times
