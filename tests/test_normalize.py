@@ -202,7 +202,7 @@ def test_text_without_spaces_is_cut_hard() -> None:
 def test_a_five_megabyte_title_is_cheap() -> None:
     started = time.perf_counter()
     result = item(entry(guid="g", title="<b>" + "Müller " * 750_000 + "</b>", summary="x" * 5_000_000))
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # bounded work; a pass over the whole text per word takes minutes
     assert len(result.title) <= 300 and len(result.summary) <= 2000
 
 

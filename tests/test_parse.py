@@ -176,7 +176,7 @@ def test_entity_declarations_are_refused_fast(name: str) -> None:
     finally:
         tracemalloc.stop()
     assert result == ParseFailure("refused: the feed declares XML entities")
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # generous for a shared machine; an expansion takes minutes
     assert peak < 50 * 1024 * 1024
 
 
