@@ -119,6 +119,18 @@ class Deliverer:
             self._count(channel_id, "cancelled", len(tasks))
             return
         zone = ZoneInfo(channel.timezone)
+        # A digest or summary interrupted mid-send goes out again as it was, under its key, before the rest.
+        batches: dict[str, list[DeliveryTask]] = defaultdict(list)
+        for task in tasks:
+            if task.batch is not None:
+                batches[task.batch].append(task)
+        for batch in batches.values():
+            heading = "monitor digest" if channel.mode == "digest" else "monitor: alerts that waited"
+            await self._send_batch(channel, target, batch, zone, heading, report, marks)
+        if batches:
+            tasks = [t for t in tasks if t.batch is None]
+            if not tasks:
+                return
         if channel.mode == "digest":
             await self._send_batch(channel, target, tasks, zone, "monitor digest", report, marks)
             return
@@ -217,6 +229,8 @@ class Deliverer:
         else:  # a digest or a summary: the same deliveries make the same key, after a restart too
             ids = ",".join(str(t.delivery_id) for t in sorted(tasks, key=lambda t: t.delivery_id))
             key = f"monitor-batch-{hashlib.sha256(ids.encode()).hexdigest()[:20]}"
+        if len(tasks) > 1:
+            await self._in_db(self.store.sending_batch, [t.delivery_id for t in tasks], key)
         if any(t.interrupted for t in tasks):
             log.warning("resending what an interrupted send may have delivered (same idempotency key %s)", key,
                         extra={"channel": channel.id, "status": "resend"})  # fmt: skip

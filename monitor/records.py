@@ -246,3 +246,5 @@ class DeliveryTask:
     interrupted: bool = False
     """An earlier attempt was claimed and never recorded (the sender died mid-send): the target may have it
     already. The resend carries the same idempotency key, and is logged."""
+    batch: str | None = None
+    """For an interrupted delivery that went out in one message with others: that message's key."""

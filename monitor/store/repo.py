@@ -49,6 +49,8 @@ from monitor.store.tables import (
     MatchRow,
 )
 
+SENDING = "sending: "
+"""How a delivery row says it is out in a batch message whose outcome is not recorded yet."""
 DELIVERY_CLAIM_LOCK = 0x6D6F6E64
 """The advisory lock key (`pg_advisory_xact_lock`) delivery claims share: "mond"."""
 
@@ -286,8 +288,10 @@ class Store:
             tasks = []
             for row in rows:
                 # Attempted before, yet no failure recorded and not held: that attempt's sender died.
-                interrupted = row.attempts > 0 and row.last_error is None
-                waited = row.last_error is not None
+                sending = row.last_error is not None and row.last_error.startswith(SENDING)
+                interrupted = row.attempts > 0 and (row.last_error is None or sending)
+                waited = row.last_error is not None and not sending
+                batch = row.last_error[len(SENDING) :] if sending and row.last_error else None
                 row.lease_until = now + lease
                 row.attempts += 1
                 row.last_error = None  # until this attempt's outcome is recorded
@@ -301,6 +305,7 @@ class Store:
                         f"monitor-{row.alert_id}-{row.channel}-{row.target}",
                         waited,
                         interrupted,
+                        batch,
                     )
                 )
             session.commit()
@@ -332,6 +337,14 @@ class Store:
                 sa_select(DELIVERY.c.next_try_at).where(DELIVERY.c.id == delivery_id, DELIVERY.c.status == "pending")
             ).first()
         return row[0] if row else None
+
+    def sending_batch(self, delivery_ids: Iterable[int], key: str) -> None:
+        """Note on each row that it goes out in one message under `key`: if the sender dies before the outcome
+        is recorded, the resend puts the same rows in one message again, under the same key."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(DELIVERY).where(DELIVERY.c.id.in_(list(delivery_ids))).values(last_error=SENDING + key)
+            )
 
     def delivery_failed(self, delivery_id: int, error: str, retry_at: datetime | None, status: str = "pending") -> None:
         """Record a failed send: retried at `retry_at`, or ended with `status` (dead, cancelled) when None."""

@@ -347,3 +347,31 @@ def test_35_sends_to_a_chat_are_paced_to_its_rate(harness: Harness, monkeypatch:
     harness.cycle()
     times = [r["at"] for r in harness.sink.received]
     assert len(times) == 5 and all(b - a >= 0.28 for a, b in itertools.pairwise(times)), times
+
+
+def test_40_a_summary_interrupted_before_its_record_is_resent_whole_under_its_key(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary of a backlog reaches the target, then the service dies before recording it (the record
+    made to fail: the database is left as a SIGKILL leaves it). The next run sends those same alerts as one
+    message under the same key, and a story that arrived meanwhile in a message of its own: an idempotent
+    target keeps one of each, nothing twice under two keys."""
+    from monitor.delivery import Deliverer
+
+    _outage(harness, 12)
+
+    async def killed(self: Deliverer, sends: object) -> list[None]:
+        raise RuntimeError("killed before the record")
+
+    monkeypatch.setattr(Deliverer, "_mark_sent", killed)
+    with pytest.raises(RuntimeError):
+        harness.cycle(poll=False)
+    monkeypatch.undo()
+    [summary] = harness.sink.received
+    items = [(f"s{n}", headline(n), harness.clock.now) for n in range(12)]
+    harness.farm.routes["/x.xml"] = Route(rss(("late", headline(99), harness.clock.now), *items))
+    harness.clock.now += timedelta(minutes=3)  # the claim's lease has expired
+    harness.cycle()
+    keys = [r["headers"]["x-idempotency-key"] for r in harness.sink.received]
+    assert len(keys) == 3 and keys[1] == keys[0] == summary["headers"]["x-idempotency-key"] != keys[2], keys
+    assert headline(99).split()[-1] in harness.sink.received[2]["body"]["title"]
