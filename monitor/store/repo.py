@@ -287,8 +287,8 @@ class Store:
             views = self._alert_views(session, {row.alert_id for row in rows})
             tasks = []
             for row in rows:
-                # Attempted before, yet no failure recorded and not held: that attempt's sender died.
                 sending = row.last_error is not None and row.last_error.startswith(SENDING)
+                # Attempted before, yet no failure recorded and not held: that attempt's sender died.
                 interrupted = row.attempts > 0 and (row.last_error is None or sending)
                 waited = row.last_error is not None and not sending
                 batch = row.last_error[len(SENDING) :] if sending and row.last_error else None
