@@ -112,11 +112,10 @@ def body_limit(url: str) -> int | None:
 
 
 def min_gap(url: str) -> float:
-    """Seconds to leave between two messages to the target behind `url`: the pace its service accepts
-    (Telegram one a second per chat, Slack one a second per channel), or Apprise's own figure if larger."""
-    scheme = urlsplit(url).scheme.lower()
-    plugin = _apprise().Apprise.instantiate(_known(url))
-    return max(_PACE.get(scheme, 0.0), float(getattr(plugin, "request_rate_per_sec", 0) or 0))
+    """Seconds to leave between two messages to the target behind `url`: the pace its chat service accepts
+    (Telegram one a second per chat, Slack one a second per channel). Webhooks and mail servers take bursts:
+    pacing them would only delay the desk."""
+    return _PACE.get(urlsplit(url).scheme.lower(), 0.0)
 
 
 _PACE = {"tgram": 1.0, "slack": 1.0, "discord": 0.5, "msteams": 1.0, "mmost": 0.5, "rocket": 0.5, "matrix": 0.5}

@@ -20,7 +20,7 @@ D. Notifications (test_delivery.py): 31 three failures then one message under on
    or as one summary; twelve attempts then dead, routing, priority, the hourly cap's last slot, a secret in
    an error, one refused message holding nothing else. Open: 33 (a permanent SMTP 550 is retried like a
    transient error, ~6 hours, before it is dead; Apprise gives the code only at debug level; the operator
-   notice is issue 14). 35: sends paced to each service's rate, a rate-limited target getting every story
+   notice is issue 14). 35: sends paced to each chat service's rate, a rate-limited target getting every story
    of a burst once; a 429's Retry-After is not read (Apprise does not return it), the refused wait their
    retry. 38: each message within the limit Apprise
    knows for its service, the link kept.
