@@ -218,7 +218,7 @@ def main() -> None:
     for received in sink.received:
         target = received["path"].split("?")[0].split("/")[1]
         title = received["body"].get("title", "") + " " + received["body"].get("message", "")
-        for word in TOKEN.findall(title):
+        for word in set(TOKEN.findall(title)):  # a token stands in an alert's title and its body
             if word in ledger:
                 keys[(word, target)].add(received["headers"].get("x-idempotency-key", ""))
                 receipts[(word, target)] += 1

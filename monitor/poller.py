@@ -13,6 +13,7 @@ or Apprise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -147,7 +148,8 @@ async def _poll_jobs(connection: Connection, matcher: Matcher, policy: FetchPoli
             try:
                 message = connection.recv()
             except (OSError, EOFError):  # the service died: nobody waits for the polls in flight
-                loop.call_soon_threadsafe(gone)
+                with contextlib.suppress(RuntimeError):  # or this poller is ending: its loop has closed
+                    loop.call_soon_threadsafe(gone)
                 return
             if message is None:  # no more jobs; keys for the ones in flight may still come
                 loop.call_soon_threadsafe(inbox.put_nowait, None)
