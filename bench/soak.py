@@ -41,29 +41,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.servers import FeedFarm, Route, WebhookSink, running  # noqa: E402 - the suite's loopback parts
+from tests.harness import SYLLABLES  # noqa: E402 - the suite's loopback parts and test vocabulary
+from tests.servers import FeedFarm, Route, WebhookSink, running  # noqa: E402
+from tests.test_instances import FAKETIME_LIBRARIES as FAKETIME  # noqa: E402
+from tests.test_instances import KEYWORDS  # noqa: E402
 
 SECRET = "SoakS3cretT0ken"
 TOKEN = re.compile(r"\bZq\d{5}\b")
 STEP = timedelta(minutes=2)
 START = datetime(2027, 6, 1, 6, 0, tzinfo=UTC)  # ahead: libfaketime breaks sleep() on a clock set back
-FAKETIME = (
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-)
-KEYWORDS = """\
-schema = 1
-
-[entities.zorvania]
-kind = "place"
-names = ["Zorvania"]
-
-[[rules]]
-id = "zorvania"
-query = "@zorvania"
-priority = "high"
-"""
-SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "be", "do", "fu", "ga", "hi", "jo", "pe", "sa")
 
 
 def words(rng: random.Random, count: int) -> list[str]:

@@ -139,8 +139,8 @@ class Deliverer:
         if len(backlog) > BACKLOG_SUMMARY:
             fresh = [t for t in tasks if not t.waited]
             heading = "monitor: alerts that waited"
-            if await self._send_batch(channel, target, backlog, zone, heading, report, marks):
-                await self._hold_target(fresh, backlog[0])
+            if retry := await self._send_batch(channel, target, backlog, zone, heading, report, marks):
+                await self._hold_target(fresh, retry)
                 return
             tasks = fresh
         single, folded = await self._rate_limit(channel, key, tasks)
@@ -155,22 +155,21 @@ class Deliverer:
         for position, task in enumerate(single):
             fmt = self._format(channel, target)
             message = render_alert(task.alert, fmt, zone, self._limit(channel, target))
-            failed = await self._send_batch(channel, target, [task], zone, "", report, marks, message)
-            failing = failing + 1 if failed else 0
-            if failing == 2:
+            retry = await self._send_batch(channel, target, [task], zone, "", report, marks, message)
+            failing = failing + 1 if retry else 0
+            if retry and failing == 2:
                 # Two in a row: the target is failing (one alone may be that message's trouble). The rest
                 # wait with them, costing no attempt, and go out in order once it answers.
-                await self._hold_target(single[position + 1 :] + folded, task)
+                await self._hold_target(single[position + 1 :] + folded, retry)
                 return
         if folded:
             await self._send_batch(channel, target, folded, zone, "monitor: more alerts this hour", report, marks)
 
-    async def _hold_target(self, rest: list[DeliveryTask], failed: DeliveryTask) -> None:
-        """The target is failing: its other due deliveries wait until the failed one's retry, their attempts
-        given back, so a dead target costs an attempt or two per retry, not one per alert, and the backlog
-        drains in the order it came once the target answers."""
-        retry = await self._in_db(self.store.next_try, failed.delivery_id)
-        if retry is not None and rest:
+    async def _hold_target(self, rest: list[DeliveryTask], retry: datetime) -> None:
+        """The target is failing: its other due deliveries wait until `retry`, their attempts given back, so
+        a dead target costs an attempt or two per retry, not one per alert, and the backlog drains in the
+        order it came once the target answers."""
+        if rest:
             ids = [t.delivery_id for t in rest]
             await self._in_db(self.store.delivery_held, ids, "held: the target is failing", retry)
 
@@ -219,8 +218,8 @@ class Deliverer:
 
     async def _send_batch(self, channel: ChannelSpec, target: int, tasks: list[DeliveryTask], zone: ZoneInfo,
                           heading: str, report: DeliveryReport, marks: _Marks,
-                          message: Message | None = None) -> bool:  # fmt: skip
-        """Send one message for `tasks` and record how it went; True when it failed and will be retried."""
+                          message: Message | None = None) -> datetime | None:  # fmt: skip
+        """Send one message for `tasks` and record how it went; when it failed and will be retried, when."""
         fmt = self._format(channel, target)
         if message is None:
             message = render_digest([t.alert for t in tasks], fmt, zone, heading, self._limit(channel, target))
@@ -248,7 +247,7 @@ class Deliverer:
                 channel.masked[target] if channel.masked else channel.id,
                 extra=extra,
             )
-            return False
+            return None
         report.failed += len(tasks)
         # One retry time for the whole message: its deliveries stay together, in order.
         attempts = max(t.attempts for t in tasks)
@@ -257,7 +256,7 @@ class Deliverer:
             await self._in_db(self.store.delivery_failed, task.delivery_id, result.error or "failed", retry, "dead")
             self._count(channel.id, "failed" if retry is not None else "dead", 1)
         log.warning("send failed (%s): %s", "will retry" if result.retry else "gave up", result.error, extra=extra)
-        return retry is not None
+        return retry
 
     def _count(self, channel: str, outcome: str, count: int) -> None:
         if self.metrics is not None:

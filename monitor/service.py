@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.exc import OperationalError
+
 from monitor import notify
 from monitor.batching import Batched, GroupCommit
 from monitor.config import Config, FeedsConfig
@@ -170,8 +172,6 @@ class Service:
         self.delivery.close()
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
-        from sqlalchemy.exc import OperationalError
-
         try:
             return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
         except OperationalError as e:

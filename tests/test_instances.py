@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.harness import SYLLABLES
 from tests.servers import FeedFarm, Route, WebhookSink, running
 from tests.test_e2e import rss
 
@@ -41,7 +42,6 @@ FAKETIME_LIBRARIES = (
     "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
     "/usr/local/lib/faketime/libfaketime.so.1",
 )
-SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "be", "do", "fu", "ga", "hi", "jo", "pe", "sa")
 
 
 def _word(rng: random.Random) -> str:

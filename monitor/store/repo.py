@@ -330,14 +330,6 @@ class Store:
                 .values(next_try_at=retry_at, lease_until=None, last_error=reason, attempts=DELIVERY.c.attempts - 1)
             )
 
-    def next_try(self, delivery_id: int) -> datetime | None:
-        """When a pending delivery is due next (None: it is no longer pending)."""
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                sa_select(DELIVERY.c.next_try_at).where(DELIVERY.c.id == delivery_id, DELIVERY.c.status == "pending")
-            ).first()
-        return row[0] if row else None
-
     def sending_batch(self, delivery_ids: Iterable[int], key: str) -> None:
         """Note on each row that it goes out in one message under `key`: if the sender dies before the outcome
         is recorded, the resend puts the same rows in one message again, under the same key."""
